@@ -1,0 +1,295 @@
+"""`wikitune extract`: build a corpus directory from a Wikipedia XML dump, offline.
+
+    wikitune extract jawiki-latest-pages-articles.xml.bz2 --out corpus/anime \\
+        --root 日本のアニメ作品 --root アニメ関連企業 --depth 6 --exclude 'アニメの登場人物$'
+    wikitune extract demo --out corpus/demo          # the fictional wiki shipped in the package
+
+Two passes over the dump, each in constant memory:
+1. index: every page's namespace, redirect/disambiguation status and direct categories (from
+   `[[Category:…]]` links, plus SQL `categorylinks` dumps when given) go into `index.sqlite`; the
+   category closure from the roots then picks the articles.
+2. convert: the picked articles are converted to text/Markdown/infobox fields by worker
+   processes (all cores by default) and written through `CorpusWriter`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from difflib import get_close_matches
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from wikitune.corpus import convert
+from wikitune.corpus.dump import DumpReader, Page, SiteInfo
+from wikitune.corpus.index import INDEX_FILE, Closure, PageIndex, categories_in_wikitext, category_link_pattern
+from wikitune.corpus.names import CATEGORY_NS, MAIN_NS, normalize_category, normalize_title
+from wikitune.corpus.writer import CorpusWriter
+from wikitune.errors import WikituneError
+
+log = logging.getLogger(__name__)
+
+DEMO = "demo"
+# Roots of the demo wiki's anime tree, mirroring the seed report's roots on Japanese Wikipedia.
+DEMO_ROOTS = ("日本のアニメ作品", "アニメ関連人物", "アニメ関連企業")
+
+_REDIRECT_TEXT = re.compile(r"^\s*#\s*(?:REDIRECT|転送|リダイレクト)\s*:?\s*\[\[([^\]|]+)", re.IGNORECASE)
+
+
+def demo_dump_path() -> Path:
+    """Path of the fictional demo wiki (MediaWiki export-0.11 XML) inside the package."""
+    return Path(str(resources.files("wikitune") / "data" / "demo_wiki.xml"))
+
+
+@dataclass
+class ExtractConfig:
+    """Options of `wikitune extract`."""
+
+    dump: str
+    """Path of a pages-articles XML dump (.xml, .bz2 incl. multistream, .gz), or `demo`."""
+    out: Path
+    """Corpus directory to write (created; an old corpus there is replaced)."""
+    roots: list[str] = field(default_factory=list)
+    """Root categories (`Category:名前`, `カテゴリ:名前` or `名前`); none = every article."""
+    depth: int | None = None
+    """Most sub-category steps below a root (root members are depth 0); None = unlimited."""
+    exclude: list[str] = field(default_factory=list)
+    """Regexes; a category matching one is not entered (searched in `名前` and `Category:名前`)."""
+    categorylinks: Path | None = None
+    """SQL dump of `categorylinks` (old `cl_to` or 2025 `cl_target_id` schema) adding memberships."""
+    linktarget: Path | None = None
+    """SQL dump of `linktarget`, needed with a 2025-schema `categorylinks`."""
+    page: Path | None = None
+    """SQL dump of `page`, resolving category page ids the XML dump does not contain."""
+    workers: int = 0
+    """Conversion processes; 0 = one per CPU core, 1 = convert in this process."""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.depth is not None and self.depth < 0:
+            raise WikituneError(f"--depth must be 0 or more, got {self.depth}")
+        if self.workers < 0:
+            raise WikituneError(f"--workers must be 0 or more, got {self.workers}")
+        for pattern in self.exclude:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise WikituneError(f"--exclude {pattern!r} is not a valid regex: {err}") from err
+        if (self.linktarget or self.page) and not self.categorylinks:
+            raise WikituneError("--linktarget and --page only make sense with --categorylinks")
+        for flag in ("categorylinks", "linktarget", "page"):
+            path = getattr(self, flag)
+            if path is not None and not Path(path).is_file():
+                raise WikituneError(f"--{flag} {path}: no such file")
+        if self.dump != DEMO and not Path(self.dump).is_file():
+            raise WikituneError(f"dump {self.dump}: no such file (give a pages-articles .xml/.xml.bz2 path, or `demo`)")
+
+    def dump_path(self) -> Path:
+        return demo_dump_path() if self.dump == DEMO else Path(self.dump)
+
+    def root_names(self) -> list[str]:
+        return list(dict.fromkeys(normalize_category(r) for r in self.roots if r.strip()))
+
+
+@dataclass
+class ExtractResult:
+    out: Path
+    manifest: dict[str, Any]
+
+
+# ---- pass 1: the page index ----------------------------------------------------------------------
+def _index_rows(reader: DumpReader, skipped: Counter) -> Iterator[tuple]:
+    pattern: re.Pattern[str] | None = None
+    prefixes: tuple[str, ...] = ()
+    for page in reader:
+        if pattern is None:
+            # <siteinfo> precedes the first page, so its namespace names are known by now.
+            prefixes = reader.siteinfo.category_prefixes()
+            pattern = category_link_pattern(prefixes)
+        redirect = page.redirect
+        if redirect is None and page.wikitext.lstrip()[:1] == "#":
+            match = _REDIRECT_TEXT.match(page.wikitext)
+            redirect = match.group(1).strip() if match else None
+        categories: list[str] = []
+        disambiguation = False
+        name = page.title
+        if page.ns == CATEGORY_NS:
+            name = normalize_category(page.title, prefixes)
+            categories = categories_in_wikitext(page.wikitext, pattern, prefixes)
+        elif page.ns == MAIN_NS:
+            categories = categories_in_wikitext(page.wikitext, pattern, prefixes)
+            if redirect is None:
+                disambiguation = convert.is_disambiguation(page.wikitext, page.title)
+        if page.ns != MAIN_NS:
+            skipped["namespace"] += 1
+        elif redirect is not None:
+            skipped["redirect"] += 1
+        elif disambiguation:
+            skipped["disambiguation"] += 1
+        yield page.pageid, page.ns, page.title, name, redirect, disambiguation, categories
+
+
+def build_index(cfg: ExtractConfig, index: PageIndex) -> tuple[DumpReader, Counter, dict[str, Any]]:
+    """Pass 1: fill `index` from the dump and the SQL dumps; return the reader and skip counts."""
+    reader = DumpReader(cfg.dump_path())
+    skipped: Counter = Counter()
+    rows = _index_rows(reader, skipped)
+    while batch := [row for _, row in zip(range(5000), rows)]:
+        index.add_pages(batch)
+        if reader.pages_read % 100_000 < len(batch):
+            log.info("index: %d pages read", reader.pages_read)
+    sql: dict[str, Any] = {}
+    if cfg.categorylinks:
+        from wikitune.corpus import sqldump
+
+        if cfg.page:
+            index.add_sql_pages(
+                (pid, ns, f"{reader.siteinfo.namespaces.get(CATEGORY_NS, 'Category')}:{title}", normalize_title(title))
+                for pid, ns, title, _redirect in sqldump.iter_pages(cfg.page, namespaces=[CATEGORY_NS])
+            )
+        _, columns, _rows = sqldump.read_table(cfg.categorylinks)
+        sql = {"categorylinks": str(cfg.categorylinks), "schema": sqldump.detect_schema(columns)}
+        before = index.db.total_changes
+        index.add_sql_links((pid, normalize_category(cat)) for pid, cat in sqldump.iter_category_links(cfg.categorylinks, cfg.linktarget))
+        sql["links_added"] = index.db.total_changes - before
+    index.finish_loading()
+    return reader, skipped, sql
+
+
+def check_roots(roots: list[str], index: PageIndex) -> None:
+    """Fail with a helpful message for a root category the source does not know."""
+    for root in roots:
+        if not index.category_exists(root):
+            hints = get_close_matches(root, index.all_category_names(), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+            raise WikituneError(f"unknown category {root!r}: the dump has no page for it and no page in it{hint}")
+
+
+# ---- pass 2: conversion --------------------------------------------------------------------------
+def _convert_job(job: tuple[int, str, str]) -> tuple[int, convert.Converted]:
+    pageid, title, wikitext = job
+    return pageid, convert.convert_wikitext(wikitext, title)
+
+
+def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page, convert.Converted]]:
+    """Convert pages in worker processes, yielding in input order with a bounded backlog."""
+    if workers <= 1:
+        for page in pages:
+            yield page, convert.convert_wikitext(page.wikitext, page.title)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    window = workers * 8  # enough to keep every worker busy, small enough for constant memory
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+        pending: deque = deque()
+        for page in pages:
+            pending.append((page, pool.apply_async(_convert_job, ((page.pageid, page.title, page.wikitext),))))
+            while len(pending) > window or (pending and pending[0][1].ready()):
+                done, result = pending.popleft()
+                yield done, result.get()[1]
+        while pending:
+            done, result = pending.popleft()
+            yield done, result.get()[1]
+
+
+def _record(page: Page, converted: convert.Converted, stem: str, index: PageIndex, closure: Closure | None, site: SiteInfo) -> dict[str, Any]:
+    return {
+        "pageid": page.pageid,
+        "title": page.title,
+        "revid": page.revid,
+        "timestamp": page.timestamp,
+        "url": site.article_url(page.title),
+        "categories": index.categories_of(page.pageid),
+        "depth": dict(closure.article_depth.get(page.pageid, {})) if closure else {},
+        "text": converted.text,
+        "markdown": f"# {page.title}\n\n{converted.markdown}" if converted.markdown else f"# {page.title}\n",
+        "infobox": converted.infobox,
+        "file": stem,
+    }
+
+
+def _category_records(index: PageIndex, closure: Closure | None) -> Iterator[dict[str, Any]]:
+    if closure is None:
+        names = index.all_category_names()
+        depths: dict[str, dict[str, int]] = {name: {} for name in names}
+    else:
+        depths = closure.category_depth
+        names = sorted(depths, key=lambda n: (min(depths[n].values()), n))
+    for name in names:
+        yield {"title": name, "parents": index.parents(name), "depth": depths[name]}
+
+
+def run_extract(cfg: ExtractConfig) -> ExtractResult:
+    """Extract a corpus; see the module docstring. Raises WikituneError on bad input."""
+    started = time.perf_counter()
+    roots = cfg.root_names()
+    writer = CorpusWriter(cfg.out)
+    index = PageIndex.create(cfg.out / INDEX_FILE)
+    try:
+        reader, skipped, sql = build_index(cfg, index)
+        if reader.truncation:
+            log.warning(reader.truncation.message(cfg.dump_path()))
+        if reader.pages_read == 0 and reader.truncation is None:
+            raise WikituneError(f"{cfg.dump_path()}: no <page> found; is this a MediaWiki XML export?")
+        closure = None
+        if roots:
+            check_roots(roots, index)
+            closure = index.closure(roots, cfg.depth, [re.compile(p) for p in cfg.exclude])
+            selected = index.assign_files(closure.article_depth)
+            skipped["outside_roots"] = index.count_content_articles() - selected
+        else:
+            selected = index.assign_files(None)
+        log.info("index: %d pages read, %d articles selected", reader.pages_read, selected)
+
+        workers = cfg.workers or os.cpu_count() or 1
+        second = DumpReader(cfg.dump_path())
+        stems: dict[int, str] = {}
+
+        def wanted() -> Iterator[Page]:
+            for page in second:
+                stem = index.file_of(page.pageid) if page.ns == MAIN_NS else None
+                if stem is not None:
+                    stems[page.pageid] = stem
+                    yield page
+
+        for page, converted in _converted_pages(wanted(), workers if selected >= 64 else 1):
+            stem = stems.pop(page.pageid)
+            if not converted.text.strip():
+                skipped["empty_text"] += 1
+                continue
+            writer.add(_record(page, converted, stem, index, closure, reader.siteinfo))
+        if len(reader.bad_pages):
+            skipped["unreadable"] += len(reader.bad_pages)
+            for bad in reader.bad_pages[:5]:
+                log.warning("%s: skipped unreadable page %s", cfg.dump_path(), bad)
+
+        categories = list(_category_records(index, closure))
+        manifest = {
+            "source": "demo" if cfg.dump == DEMO else str(Path(cfg.dump).resolve()),
+            "source_kind": "dump",
+            "sitename": reader.siteinfo.sitename,
+            "roots": roots,
+            "depth": cfg.depth,
+            "excludes": list(cfg.exclude),
+            "sql": sql or None,
+            "counts": {
+                "pages_read": reader.pages_read,
+                "articles": writer.count,
+                "characters": writer.characters,
+                "categories": len(categories),
+                "skipped": dict(sorted(skipped.items())),
+                "truncated": 1 if reader.truncation else 0,
+            },
+            "truncation": asdict(reader.truncation) if reader.truncation else None,
+            "excluded_categories": dict(sorted(closure.excluded.items())) if closure else {},
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        manifest = writer.finish(categories, manifest)
+    finally:
+        index.close()
+    return ExtractResult(out=cfg.out, manifest=manifest)

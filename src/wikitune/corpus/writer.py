@@ -1,0 +1,145 @@
+"""Write a corpus directory (see shared DESIGN.md): one implementation for `extract` and `crawl`.
+
+    CORPUS/manifest.json  articles.jsonl  categories.jsonl  text/<file>.txt  markdown/<file>.md
+
+Articles may arrive in any order (worker processes finish out of order); they are spooled into
+SQLite and `articles.jsonl` is written sorted by page id at the end, in constant memory.
+`manifest.json` is written last: a corpus without one is incomplete (the run was killed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import unicodedata
+from pathlib import Path
+from typing import Any, Iterable
+
+from wikitune import __version__
+from wikitune.errors import WikituneError
+
+MANIFEST = "manifest.json"
+ARTICLES = "articles.jsonl"
+CATEGORIES = "categories.jsonl"
+TEXT_DIR = "text"
+MARKDOWN_DIR = "markdown"
+SPOOL = ".articles.spool.sqlite"
+
+# Longest file stem in UTF-8 bytes: leaves room for "~<hash>" and ".md" under the usual
+# 255-byte file name limit of ext4/APFS/NTFS.
+MAX_STEM_BYTES = 200
+
+# Characters that are unsafe in a file name on some system we care about (POSIX, Windows, macOS).
+# `~` is escaped too: it marks the suffixes that make names unique (`名前~1234`).
+_UNSAFE = set('/\\:*?"<>|%~') | {chr(c) for c in range(32)} | {"\x7f"}
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def _escape(title: str) -> str:
+    """Percent-encode unsafe characters (and `%` itself, so the mapping is reversible)."""
+    return "".join(
+        "".join(f"%{b:02X}" for b in ch.encode("utf-8")) if ch in _UNSAFE else ch for ch in title
+    )
+
+
+def safe_stem(title: str) -> str:
+    """A file name stem for `title` that is safe on every common file system (not yet unique).
+
+    `Fate/Zero` -> `Fate%2FZero`; `..` -> `%2E%2E`; over-long titles are cut at a character
+    boundary and get a hash of the full title, so two long titles with a common prefix differ.
+    """
+    stem = _escape(unicodedata.normalize("NFC", title))
+    if stem.startswith("."):
+        stem = "%2E" + stem[1:]
+    if stem.endswith((" ", ".")):
+        stem = stem[:-1] + _escape_char_always(stem[-1])
+    if stem.split(".")[0].upper() in _WINDOWS_RESERVED or not stem:
+        stem = "_" + stem
+    encoded = stem.encode("utf-8")
+    if len(encoded) > MAX_STEM_BYTES:
+        cut = encoded[: MAX_STEM_BYTES - 9].decode("utf-8", errors="ignore")
+        stem = f"{cut}~{hashlib.sha1(title.encode('utf-8')).hexdigest()[:8]}"
+    return stem
+
+
+def _escape_char_always(ch: str) -> str:
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+
+
+class CorpusWriter:
+    """Writes one corpus directory; use as a context manager, then call `finish`."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self._prepare()
+        (self.out / TEXT_DIR).mkdir()
+        (self.out / MARKDOWN_DIR).mkdir()
+        self._spool = sqlite3.connect(self.out / SPOOL)
+        self._spool.execute("PRAGMA journal_mode=OFF")
+        self._spool.execute("PRAGMA synchronous=OFF")
+        self._spool.execute("CREATE TABLE articles (pageid INTEGER PRIMARY KEY, record TEXT NOT NULL)")
+        self.count = 0
+        self.characters = 0
+
+    def _prepare(self) -> None:
+        # Never clobber a directory that is not a corpus: the user may have pointed --out at $HOME.
+        if self.out.exists():
+            if not self.out.is_dir():
+                raise WikituneError(f"--out {self.out} exists and is not a directory")
+            entries = {p.name for p in self.out.iterdir()}
+            ours = {MANIFEST, ARTICLES, CATEGORIES, TEXT_DIR, MARKDOWN_DIR, SPOOL, "index.sqlite", ".extract.lock"}
+            if entries - ours:
+                raise WikituneError(
+                    f"--out {self.out} is not empty and is not a wikitune corpus "
+                    f"(found {sorted(entries - ours)[:3]}); choose an empty or new directory"
+                )
+            for name in entries & {MANIFEST, ARTICLES, CATEGORIES, SPOOL}:
+                (self.out / name).unlink()
+            for name in entries & {TEXT_DIR, MARKDOWN_DIR}:
+                shutil.rmtree(self.out / name)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Write one article record (DESIGN.md fields; `file` already assigned)."""
+        stem = record["file"]
+        _write_text(self.out / TEXT_DIR / f"{stem}.txt", record["text"])
+        _write_text(self.out / MARKDOWN_DIR / f"{stem}.md", record["markdown"])
+        self._spool.execute(
+            "INSERT OR REPLACE INTO articles VALUES (?, ?)",
+            (record["pageid"], json.dumps(record, ensure_ascii=False)),
+        )
+        self.count += 1
+        self.characters += len(record["text"])
+
+    def finish(self, categories: Iterable[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
+        """Write articles.jsonl (sorted by page id), categories.jsonl, and the manifest last."""
+        self._spool.commit()
+        with open(self.out / ARTICLES, "w", encoding="utf-8") as f:
+            for (record,) in self._spool.execute("SELECT record FROM articles ORDER BY pageid"):
+                f.write(record + "\n")
+        self._spool.close()
+        (self.out / SPOOL).unlink()
+        with open(self.out / CATEGORIES, "w", encoding="utf-8") as f:
+            for category in categories:
+                f.write(json.dumps(category, ensure_ascii=False) + "\n")
+        manifest = {
+            "tool": "wikitune",
+            "version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **manifest,
+        }
+        tmp = self.out / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.out / MANIFEST)
+        return manifest
+
+
+def _write_text(path: Path, text: str) -> None:
+    # Defence in depth: a file name must never leave the corpus directory.
+    if path.parent.name not in (TEXT_DIR, MARKDOWN_DIR) or "/" in path.name or path.name.startswith(".."):
+        raise WikituneError(f"refusing to write outside the corpus: {path}")
+    path.write_text(text + ("\n" if text and not text.endswith("\n") else ""), encoding="utf-8")
