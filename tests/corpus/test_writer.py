@@ -1,0 +1,82 @@
+"""Safe, unique file names and the corpus directory writer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wikitune.corpus.index import PageIndex
+from wikitune.corpus.writer import MAX_STEM_BYTES, CorpusWriter, safe_stem
+from wikitune.errors import WikituneError
+
+NASTY = ["Fate/Zero", "?", "..", ".", "a\\b", "きみはだれ?", "星海のアルカディア: 蒼の章", "CON", "100%", "x~1", "末尾.", "ＳＴＡＲ☆ＬＩＧＨＴ！"]
+
+
+@pytest.mark.parametrize("title", NASTY)
+def test_stems_are_plain_names_inside_the_directory(tmp_path, title):
+    stem = safe_stem(title)
+    assert "/" not in stem and "\\" not in stem and stem not in (".", "..") and not stem.startswith(".")
+    assert not set(stem) & set(':*?"<>|~') or stem.endswith(tuple("0123456789abcdef"))
+    path = tmp_path / f"{stem}.txt"
+    path.write_text("x")
+    assert path.resolve().parent == tmp_path.resolve()
+
+
+def test_stems_are_distinct_for_distinct_titles():
+    assert len({safe_stem(t) for t in NASTY}) == len(NASTY)
+    assert safe_stem("ＳＴＡＲ☆ＬＩＧＨＴ！") == "ＳＴＡＲ☆ＬＩＧＨＴ！"  # full-width characters stay readable
+    assert safe_stem("Fate/Zero") == "Fate%2FZero"
+
+
+def test_long_titles_are_cut_with_a_hash(tmp_path):
+    a, b = "長" * 200 + "A", "長" * 200 + "B"
+    sa, sb = safe_stem(a), safe_stem(b)
+    assert sa != sb
+    assert len(sa.encode()) <= MAX_STEM_BYTES and len(sb.encode()) <= MAX_STEM_BYTES
+    (tmp_path / f"{sa}.md").write_text("ok")  # 255-byte limit of the file system holds
+
+
+def test_case_variants_get_distinct_files_in_page_id_order(tmp_path):
+    index = PageIndex.create(tmp_path / "i.sqlite")
+    index.add_pages([(20, 0, "NEON DRIVE", "NEON DRIVE", None, False, []),
+                     (10, 0, "Neon Drive", "Neon Drive", None, False, []),
+                     (30, 0, "Fate/Zero", "Fate/Zero", None, False, [])])
+    assert index.assign_files(None) == 3
+    assert index.file_of(10) == "Neon Drive"
+    assert index.file_of(20) == "NEON DRIVE~20"
+    assert index.file_of(30) == "Fate%2FZero"
+    index.close()
+
+
+def test_writer_sorts_articles_and_writes_manifest_last(tmp_path):
+    out = tmp_path / "corpus"
+    writer = CorpusWriter(out)
+    for pageid in (30, 10, 20):
+        writer.add({"pageid": pageid, "title": f"T{pageid}", "text": f"text {pageid}", "markdown": f"# T{pageid}", "file": f"T{pageid}"})
+    assert not (out / "manifest.json").exists()
+    manifest = writer.finish([{"title": "C", "parents": [], "depth": {}}], {"counts": {"articles": 3}})
+    ids = [json.loads(line)["pageid"] for line in (out / "articles.jsonl").read_text().splitlines()]
+    assert ids == [10, 20, 30]
+    assert (out / "text" / "T10.txt").read_text() == "text 10\n"
+    assert json.loads((out / "manifest.json").read_text())["counts"] == {"articles": 3}
+    assert manifest["tool"] == "wikitune"
+    assert not (out / ".articles.spool.sqlite").exists()
+
+
+def test_writer_refuses_a_directory_that_is_not_a_corpus(tmp_path):
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(WikituneError, match="not a wikitune corpus"):
+        CorpusWriter(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_writer_replaces_an_old_corpus(tmp_path):
+    out = tmp_path / "c"
+    w = CorpusWriter(out)
+    w.add({"pageid": 1, "title": "Old", "text": "old", "markdown": "# Old", "file": "Old"})
+    w.finish([], {})
+    w = CorpusWriter(out)
+    w.add({"pageid": 2, "title": "New", "text": "new", "markdown": "# New", "file": "New"})
+    w.finish([], {})
+    assert sorted(p.name for p in (out / "text").iterdir()) == ["New.txt"]
