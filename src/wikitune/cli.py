@@ -93,28 +93,14 @@ def corpus_stats(
 
 
 def main() -> None:
-    """Console entry point: run the app, turning known errors into one line and exit status 2."""
-    from wikitune.corpus.sqldump import SQLDumpError
-
+    """Console entry point: known errors become one line on stderr and exit status 2."""
     try:
-        app(standalone_mode=False)
-    except (WikituneError, SQLDumpError) as err:
+        app()  # standalone: usage errors are printed by Typer with status 2
+    except WikituneError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
+from wikitune.errors import WikituneError
+
 __all__ = [
     "SQLDumpError",
     "detect_schema",
@@ -64,7 +66,7 @@ CATEGORY_NAMESPACE = 14
 _HEADER_LIMIT = 16 * 1024 * 1024
 
 
-class SQLDumpError(ValueError):
+class SQLDumpError(WikituneError, ValueError):
     """A malformed or unsupported SQL dump; the message names the file, what is wrong, and what to do."""
 
 

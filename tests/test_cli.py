@@ -1,0 +1,52 @@
+"""The command line: the commands exist, and bad input is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+# Commands of the contract (shared DESIGN.md) that exist so far. A later stage adds its name here.
+COMMANDS = ["extract", "corpus"]
+
+
+def wikitune(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wikitune.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_every_command():
+    result = wikitune("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+    assert "stats" in wikitune("corpus", "--help").stdout
+
+
+def test_version():
+    from wikitune import __version__
+
+    assert wikitune("--version").stdout.strip() == f"wikitune {__version__}"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["extract", "no-such-dump.xml", "--out", "{tmp}/c"], "no such file"),
+        (["extract", "demo", "--out", "{tmp}/c", "--depth", "-1"], "--depth must be 0 or more"),
+        (["extract", "demo", "--out", "{tmp}/c", "--exclude", "("], "not a valid regex"),
+        (["extract", "demo", "--out", "{tmp}/c", "--linktarget", "x.sql"], "only make sense with --categorylinks"),
+        (["corpus", "stats", "{tmp}"], "has no manifest.json"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(tmp_path, args, message):
+    result = wikitune(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_error_is_not_a_traceback():
+    result = wikitune("extract")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "Missing argument" in result.stderr
