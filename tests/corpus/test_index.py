@@ -88,11 +88,11 @@ def test_several_roots_record_each_depth(graph):
     assert closure.article_depth[1] == {"アニメ": 0}
 
 
-def test_files_only_for_content_articles(graph):
+def test_content_articles_exclude_redirects_and_disambiguation(graph):
     closure = graph.closure(["アニメ"], None, [])
-    selected = graph.assign_files(closure.article_depth)
-    assert selected == 6  # 1,2,3,4,5,9: not the redirect 7 nor the disambiguation page 8
-    assert graph.file_of(7) is None and graph.file_of(8) is None and graph.file_of(6) is None
+    picked = {pid for pid in closure.article_depth if graph.is_content_article(pid)}
+    assert picked == {1, 2, 3, 4, 5, 9}  # not the redirect 7 nor the disambiguation page 8
+    assert graph.count_content_articles() == 7  # the voice actor 6 too
 
 
 def test_category_exists_and_parents(graph):

@@ -37,15 +37,12 @@ def test_long_titles_are_cut_with_a_hash(tmp_path):
     (tmp_path / f"{sa}.md").write_text("ok")  # 255-byte limit of the file system holds
 
 
-def test_case_variants_get_distinct_files_in_page_id_order(tmp_path):
+def test_case_variants_get_distinct_files_first_come_first_served(tmp_path):
     index = PageIndex.create(tmp_path / "i.sqlite")
-    index.add_pages([(20, 0, "NEON DRIVE", "NEON DRIVE", None, False, []),
-                     (10, 0, "Neon Drive", "Neon Drive", None, False, []),
-                     (30, 0, "Fate/Zero", "Fate/Zero", None, False, [])])
-    assert index.assign_files(None) == 3
-    assert index.file_of(10) == "Neon Drive"
-    assert index.file_of(20) == "NEON DRIVE~20"
-    assert index.file_of(30) == "Fate%2FZero"
+    assert index.claim_file(20, "Neon Drive") == "Neon Drive"
+    assert index.claim_file(10, "NEON DRIVE") == "NEON DRIVE~10"
+    assert index.claim_file(30, "Fate/Zero") == "Fate%2FZero"
+    assert index.claim_file(20, "Neon Drive") == "Neon Drive"  # the same page again keeps its file
     index.close()
 
 

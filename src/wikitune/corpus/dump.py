@@ -17,6 +17,8 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import queue
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +174,55 @@ def _guess_ns(title: str) -> int:
     return CATEGORY_NS if head in {p.casefold() for p in DEFAULT_CATEGORY_PREFIXES} else 0
 
 
+class _ReadAhead:
+    """Decompress the next chunks in a thread while the caller parses this one.
+
+    bz2 and zlib release the GIL while they decompress, so on two cores the decompression of a
+    `.bz2` dump (a third of the reading time) overlaps XML parsing. The queue is bounded: memory
+    stays at a few chunks whatever the dump size.
+    """
+
+    def __init__(self, stream: io.BufferedIOBase, chunk_bytes: int, depth: int = 4):
+        self._stream = stream
+        self._chunk_bytes = chunk_bytes
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dump-read-ahead", daemon=True)
+
+    def __enter__(self) -> "_ReadAhead":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._stream.read(self._chunk_bytes)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except (EOFError, OSError) as err:
+            self._put(err)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self) -> bytes:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._stream.close()
+
+
 class DumpReader:
     """Iterate over the pages of one XML dump; see the module docstring."""
 
@@ -187,11 +238,10 @@ class DumpReader:
     def __iter__(self) -> Iterator[Page]:
         parser = ET.XMLPullParser(events=("start", "end"))
         state = _ParseState()
-        stream = open_dump(self.path)
-        with stream:
+        with _ReadAhead(open_dump(self.path), self.chunk_bytes) as chunks:
             while True:
                 try:
-                    chunk = stream.read(self.chunk_bytes)
+                    chunk = chunks.read()
                 except (EOFError, OSError) as err:
                     # A cut .bz2/.gz: keep everything that decompressed cleanly.
                     self._stop(f"compressed stream cut: {err}", state)

@@ -103,15 +103,21 @@ class ExtractResult:
     manifest: dict[str, Any]
 
 
-# ---- pass 1: the page index ----------------------------------------------------------------------
-def _index_rows(reader: DumpReader, skipped: Counter) -> Iterator[tuple]:
-    pattern: re.Pattern[str] | None = None
-    prefixes: tuple[str, ...] = ()
-    for page in reader:
-        if pattern is None:
+# ---- the page index ------------------------------------------------------------------------------
+class _Indexer:
+    """Turns dump pages into index rows, counting the pages that are not articles."""
+
+    def __init__(self, reader: DumpReader):
+        self.reader = reader
+        self.skipped: Counter = Counter()
+        self._pattern: re.Pattern[str] | None = None
+        self._prefixes: tuple[str, ...] = ()
+
+    def row(self, page: Page) -> tuple:
+        if self._pattern is None:
             # <siteinfo> precedes the first page, so its namespace names are known by now.
-            prefixes = reader.siteinfo.category_prefixes()
-            pattern = category_link_pattern(prefixes)
+            self._prefixes = self.reader.siteinfo.category_prefixes()
+            self._pattern = category_link_pattern(self._prefixes)
         redirect = page.redirect
         if redirect is None and page.wikitext.lstrip()[:1] == "#":
             match = _REDIRECT_TEXT.match(page.wikitext)
@@ -119,47 +125,53 @@ def _index_rows(reader: DumpReader, skipped: Counter) -> Iterator[tuple]:
         categories: list[str] = []
         disambiguation = False
         name = page.title
+        if page.ns in (MAIN_NS, CATEGORY_NS):
+            categories = categories_in_wikitext(page.wikitext, self._pattern, self._prefixes)
         if page.ns == CATEGORY_NS:
-            name = normalize_category(page.title, prefixes)
-            categories = categories_in_wikitext(page.wikitext, pattern, prefixes)
-        elif page.ns == MAIN_NS:
-            categories = categories_in_wikitext(page.wikitext, pattern, prefixes)
-            if redirect is None:
-                disambiguation = convert.is_disambiguation(page.wikitext, page.title)
+            name = normalize_category(page.title, self._prefixes)
+        elif page.ns == MAIN_NS and redirect is None:
+            disambiguation = convert.is_disambiguation(page.wikitext, page.title)
         if page.ns != MAIN_NS:
-            skipped["namespace"] += 1
+            self.skipped["namespace"] += 1
         elif redirect is not None:
-            skipped["redirect"] += 1
+            self.skipped["redirect"] += 1
         elif disambiguation:
-            skipped["disambiguation"] += 1
-        yield page.pageid, page.ns, page.title, name, redirect, disambiguation, categories
+            self.skipped["disambiguation"] += 1
+        return page.pageid, page.ns, page.title, name, redirect, disambiguation, categories
+
+    @staticmethod
+    def is_article(row: tuple) -> bool:
+        _pageid, ns, _title, _name, redirect, disambiguation, _categories = row
+        return ns == MAIN_NS and redirect is None and not disambiguation
 
 
-def build_index(cfg: ExtractConfig, index: PageIndex) -> tuple[DumpReader, Counter, dict[str, Any]]:
-    """Pass 1: fill `index` from the dump and the SQL dumps; return the reader and skip counts."""
-    reader = DumpReader(cfg.dump_path())
-    skipped: Counter = Counter()
-    rows = _index_rows(reader, skipped)
-    while batch := [row for _, row in zip(range(5000), rows)]:
+def load_sql(cfg: ExtractConfig, index: PageIndex) -> dict[str, Any]:
+    """Add memberships from SQL dumps (before the XML, whose wikitext links then take precedence)."""
+    if not cfg.categorylinks:
+        return {}
+    from wikitune.corpus import sqldump
+
+    if cfg.page:
+        index.add_sql_pages(
+            (pid, ns, f"Category:{title}", normalize_title(title))
+            for pid, ns, title, _redirect in sqldump.iter_pages(cfg.page, namespaces=[CATEGORY_NS])
+        )
+    _, columns, _rows = sqldump.read_table(cfg.categorylinks)
+    sql: dict[str, Any] = {"categorylinks": str(cfg.categorylinks), "schema": sqldump.detect_schema(columns)}
+    before = index.db.total_changes
+    index.add_sql_links((pid, normalize_category(cat)) for pid, cat in sqldump.iter_category_links(cfg.categorylinks, cfg.linktarget))
+    sql["links"] = index.db.total_changes - before
+    return sql
+
+
+def index_dump(reader: DumpReader, indexer: _Indexer, index: PageIndex, batch_size: int = 5000) -> None:
+    """Pass 1 (with roots): every page of the dump into the index, in batches."""
+    rows = (indexer.row(page) for page in reader)
+    while batch := [row for _, row in zip(range(batch_size), rows)]:
         index.add_pages(batch)
         if reader.pages_read % 100_000 < len(batch):
             log.info("index: %d pages read", reader.pages_read)
-    sql: dict[str, Any] = {}
-    if cfg.categorylinks:
-        from wikitune.corpus import sqldump
-
-        if cfg.page:
-            index.add_sql_pages(
-                (pid, ns, f"{reader.siteinfo.namespaces.get(CATEGORY_NS, 'Category')}:{title}", normalize_title(title))
-                for pid, ns, title, _redirect in sqldump.iter_pages(cfg.page, namespaces=[CATEGORY_NS])
-            )
-        _, columns, _rows = sqldump.read_table(cfg.categorylinks)
-        sql = {"categorylinks": str(cfg.categorylinks), "schema": sqldump.detect_schema(columns)}
-        before = index.db.total_changes
-        index.add_sql_links((pid, normalize_category(cat)) for pid, cat in sqldump.iter_category_links(cfg.categorylinks, cfg.linktarget))
-        sql["links_added"] = index.db.total_changes - before
     index.finish_loading()
-    return reader, skipped, sql
 
 
 def check_roots(roots: list[str], index: PageIndex) -> None:
@@ -231,40 +243,46 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     writer = CorpusWriter(cfg.out)
     index = PageIndex.create(cfg.out / INDEX_FILE)
     try:
-        reader, skipped, sql = build_index(cfg, index)
-        if reader.truncation:
-            log.warning(reader.truncation.message(cfg.dump_path()))
-        if reader.pages_read == 0 and reader.truncation is None:
-            raise WikituneError(f"{cfg.dump_path()}: no <page> found; is this a MediaWiki XML export?")
-        closure = None
+        sql = load_sql(cfg, index)
+        reader = DumpReader(cfg.dump_path())
+        indexer = _Indexer(reader)
+        closure: Closure | None = None
         if roots:
+            # Two passes: the closure needs every category link before any article is picked.
+            index_dump(reader, indexer, index)
+            _check_not_empty(reader, cfg)
             check_roots(roots, index)
             closure = index.closure(roots, cfg.depth, [re.compile(p) for p in cfg.exclude])
-            selected = index.assign_files(closure.article_depth)
-            skipped["outside_roots"] = index.count_content_articles() - selected
+            picked = [pid for pid in closure.article_depth if index.is_content_article(pid)]
+            indexer.skipped["outside_roots"] = index.count_content_articles() - len(picked)
+            log.info("index: %d pages read, %d articles under the roots", reader.pages_read, len(picked))
+            wanted: Iterator[Page] = (page for page in DumpReader(cfg.dump_path()) if page.pageid in closure.article_depth
+                                      and page.ns == MAIN_NS and index.is_content_article(page.pageid))
         else:
-            selected = index.assign_files(None)
-        log.info("index: %d pages read, %d articles selected", reader.pages_read, selected)
+            # One pass: every article is wanted, so index and convert as the pages stream by.
+            def index_as_we_go() -> Iterator[Page]:
+                for page in reader:
+                    row = indexer.row(page)
+                    index.add_pages([row])
+                    if indexer.is_article(row):
+                        yield page
+
+            wanted = index_as_we_go()
 
         workers = cfg.workers or os.cpu_count() or 1
-        second = DumpReader(cfg.dump_path())
-        stems: dict[int, str] = {}
-
-        def wanted() -> Iterator[Page]:
-            for page in second:
-                stem = index.file_of(page.pageid) if page.ns == MAIN_NS else None
-                if stem is not None:
-                    stems[page.pageid] = stem
-                    yield page
-
-        for page, converted in _converted_pages(wanted(), workers if selected >= 64 else 1):
-            stem = stems.pop(page.pageid)
+        for page, converted in _converted_pages(wanted, workers):
             if not converted.text.strip():
-                skipped["empty_text"] += 1
+                indexer.skipped["empty_text"] += 1
                 continue
+            stem = index.claim_file(page.pageid, page.title)
             writer.add(_record(page, converted, stem, index, closure, reader.siteinfo))
-        if len(reader.bad_pages):
-            skipped["unreadable"] += len(reader.bad_pages)
+        if not roots:
+            _check_not_empty(reader, cfg)
+            index.finish_loading()
+        if reader.truncation:
+            log.warning(reader.truncation.message(cfg.dump_path()))
+        if reader.bad_pages:
+            indexer.skipped["unreadable"] += len(reader.bad_pages)
             for bad in reader.bad_pages[:5]:
                 log.warning("%s: skipped unreadable page %s", cfg.dump_path(), bad)
 
@@ -282,7 +300,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
                 "articles": writer.count,
                 "characters": writer.characters,
                 "categories": len(categories),
-                "skipped": dict(sorted(skipped.items())),
+                "skipped": dict(sorted(indexer.skipped.items())),
                 "truncated": 1 if reader.truncation else 0,
             },
             "truncation": asdict(reader.truncation) if reader.truncation else None,
@@ -293,3 +311,8 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     finally:
         index.close()
     return ExtractResult(out=cfg.out, manifest=manifest)
+
+
+def _check_not_empty(reader: DumpReader, cfg: ExtractConfig) -> None:
+    if reader.pages_read == 0 and reader.truncation is None:
+        raise WikituneError(f"{cfg.dump_path()}: no <page> found; is this a MediaWiki XML export?")

@@ -28,8 +28,12 @@ CREATE TABLE IF NOT EXISTS pages (
     name TEXT NOT NULL,            -- bare category name for ns 14, the title otherwise
     redirect TEXT,                 -- redirect target, NULL for a content page
     disambiguation INTEGER NOT NULL DEFAULT 0,
-    in_source INTEGER NOT NULL DEFAULT 1,  -- 0: known only from a SQL page table, no text
-    file TEXT                      -- file stem under text/ and markdown/, for selected articles
+    in_source INTEGER NOT NULL DEFAULT 1   -- 0: known only from a SQL page table, no text
+);
+CREATE TABLE IF NOT EXISTS files (
+    key TEXT PRIMARY KEY,          -- case-folded file stem
+    stem TEXT NOT NULL,
+    pageid INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS links (
     pageid INTEGER NOT NULL,
@@ -43,6 +47,7 @@ CREATE TABLE IF NOT EXISTS links (
 INDEXES = """
 CREATE INDEX IF NOT EXISTS links_by_category ON links (category);
 CREATE INDEX IF NOT EXISTS pages_by_name ON pages (ns, name);
+CREATE INDEX IF NOT EXISTS files_by_page ON files (pageid);
 """
 
 
@@ -116,7 +121,8 @@ class PageIndex:
             link_rows.extend((pageid, cat, pos, "wikitext") for pos, cat in enumerate(categories))
         # A later revision of the same page id in a dump replaces the earlier one.
         self.db.executemany("INSERT OR REPLACE INTO pages (pageid, ns, title, name, redirect, disambiguation) VALUES (?,?,?,?,?,?)", page_rows)
-        self.db.executemany("INSERT OR IGNORE INTO links VALUES (?,?,?,?)", link_rows)
+        # Wikitext links replace a SQL row for the same category, so the page's own order is kept.
+        self.db.executemany("INSERT OR REPLACE INTO links VALUES (?,?,?,?)", link_rows)
 
     def add_sql_pages(self, rows: Iterable[tuple[int, int, str, str]]) -> None:
         """Pages known from a SQL `page` table `(pageid, ns, title, name)`; never overrides the dump."""
@@ -130,38 +136,31 @@ class PageIndex:
             "INSERT OR IGNORE INTO links VALUES (?,?,1000000,'sql')", ((pid, cat) for pid, cat in rows)
         )
 
-    def assign_files(self, pageids: Iterable[int] | None) -> int:
-        """Give each selected article (all content articles when `pageids` is None) a unique file stem.
+    def claim_file(self, pageid: int, title: str) -> str:
+        """A file stem for an article, unique among the stems claimed so far.
 
         Uniqueness is case-insensitive (macOS and Windows file systems would put `NEON DRIVE`
-        and `Neon Drive` in one file); the lowest page id keeps the plain stem and the others
-        get `~<pageid>`, so a page's name never depends on the order pages were read in.
-        Returns the number of articles selected.
+        and `Neon Drive` in one file): the first page claiming a stem keeps it, later ones get
+        `~<pageid>`. Claims happen in dump order, so names are the same on every run.
         """
-        self.db.create_function("safe_stem", 1, safe_stem, deterministic=True)
-        self.db.create_function("casefold", 1, str.casefold, deterministic=True)
-        self.db.execute("UPDATE pages SET file=NULL")
-        if pageids is None:
-            self.db.execute(
-                "UPDATE pages SET file=safe_stem(title) WHERE ns=? AND in_source=1 AND redirect IS NULL AND disambiguation=0",
-                (MAIN_NS,),
-            )
-        else:
-            self.db.executemany(
-                "UPDATE pages SET file=safe_stem(title) WHERE pageid=? AND ns=? AND in_source=1 AND redirect IS NULL AND disambiguation=0",
-                ((p, MAIN_NS) for p in pageids),
-            )
-        self.db.execute(
-            """UPDATE pages SET file = file || '~' || pageid
-               WHERE file IS NOT NULL AND pageid NOT IN (
-                   SELECT MIN(pageid) FROM pages WHERE file IS NOT NULL GROUP BY casefold(file))"""
-        )
-        self.db.commit()
-        return self.db.execute("SELECT COUNT(*) FROM pages WHERE file IS NOT NULL").fetchone()[0]
+        claimed = self.db.execute("SELECT stem FROM files WHERE pageid=?", (pageid,)).fetchone()
+        if claimed:  # the same page twice in one dump: its later revision replaces the earlier
+            return claimed[0]
+        stem = safe_stem(title)
+        for candidate in (stem, f"{stem}~{pageid}"):
+            try:
+                self.db.execute("INSERT INTO files VALUES (?, ?, ?)", (candidate.casefold(), candidate, pageid))
+            except sqlite3.IntegrityError:
+                continue
+            return candidate
+        raise AssertionError(f"page id {pageid} claimed a file twice")  # page ids are unique
 
-    def file_of(self, pageid: int) -> str | None:
-        row = self.db.execute("SELECT file FROM pages WHERE pageid=?", (pageid,)).fetchone()
-        return row[0] if row else None
+    def is_content_article(self, pageid: int) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM pages WHERE pageid=? AND ns=? AND in_source=1 AND redirect IS NULL AND disambiguation=0",
+            (pageid, MAIN_NS),
+        ).fetchone()
+        return row is not None
 
     def count_content_articles(self) -> int:
         return self.db.execute(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wikitune.corpus.index import INDEX_FILE, PageIndex
-from wikitune.corpus.names import CATEGORY_NS, MAIN_NS, normalize_title
+from wikitune.corpus.names import MAIN_NS, normalize_title
 from wikitune.corpus.writer import ARTICLES, CATEGORIES, MANIFEST
 from wikitune.errors import WikituneError
 
@@ -140,8 +140,9 @@ def _explain(title: str, manifest: dict[str, Any], index: PageIndex) -> dict[str
     info["top_categories"] = frontier_tops
     info["reason"] = (
         f"none of its categories ({', '.join(categories)}) lies under a root "
-        f"({', '.join(roots)}) within {MAX_ANCESTOR_STEPS} levels; its tree tops out at "
-        f"{', '.join(frontier_tops) or 'nothing'}: add one of those as a --root to include it"
+        f"({', '.join(roots)}) within {MAX_ANCESTOR_STEPS} levels; they lead up to "
+        f"{', '.join(frontier_tops) or 'nothing'} and no further: add one of its categories or their "
+        f"ancestors as a --root to include it"
     )
     return info
 
