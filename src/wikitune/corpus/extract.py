@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from wikitune.corpus import convert
-from wikitune.corpus.dump import DumpReader, Page, SiteInfo
+from wikitune.corpus.dump import DumpReader, Page
 from wikitune.corpus.index import INDEX_FILE, Closure, PageIndex, categories_in_wikitext, category_link_pattern
 from wikitune.corpus.names import CATEGORY_NS, MAIN_NS, normalize_category, normalize_title
-from wikitune.corpus.writer import CorpusWriter
+from wikitune.corpus.writer import CorpusWriter, article_record
 from wikitune.errors import WikituneError
 
 log = logging.getLogger(__name__)
@@ -209,22 +209,6 @@ def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page
             yield done, result.get()[1]
 
 
-def _record(page: Page, converted: convert.Converted, stem: str, index: PageIndex, closure: Closure | None, site: SiteInfo) -> dict[str, Any]:
-    return {
-        "pageid": page.pageid,
-        "title": page.title,
-        "revid": page.revid,
-        "timestamp": page.timestamp,
-        "url": site.article_url(page.title),
-        "categories": index.categories_of(page.pageid),
-        "depth": dict(closure.article_depth.get(page.pageid, {})) if closure else {},
-        "text": converted.text,
-        "markdown": f"# {page.title}\n\n{converted.markdown}" if converted.markdown else f"# {page.title}\n",
-        "infobox": converted.infobox,
-        "file": stem,
-    }
-
-
 def _category_records(index: PageIndex, closure: Closure | None) -> Iterator[dict[str, Any]]:
     if closure is None:
         names = index.all_category_names()
@@ -275,7 +259,11 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
                 indexer.skipped["empty_text"] += 1
                 continue
             stem = index.claim_file(page.pageid, page.title)
-            writer.add(_record(page, converted, stem, index, closure, reader.siteinfo))
+            writer.add(article_record(
+                pageid=page.pageid, title=page.title, revid=page.revid, timestamp=page.timestamp,
+                url=reader.siteinfo.article_url(page.title), categories=index.categories_of(page.pageid),
+                depth=closure.article_depth.get(page.pageid, {}) if closure else {}, converted=converted, file=stem,
+            ))
         if not roots:
             _check_not_empty(reader, cfg)
             index.finish_loading()

@@ -17,10 +17,13 @@ import shutil
 import sqlite3
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from wikitune import __version__
 from wikitune.errors import WikituneError
+
+if TYPE_CHECKING:
+    from wikitune.corpus.convert import Converted
 
 MANIFEST = "manifest.json"
 ARTICLES = "articles.jsonl"
@@ -68,6 +71,26 @@ def safe_stem(title: str) -> str:
 
 def _escape_char_always(ch: str) -> str:
     return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+
+
+def article_record(
+    *, pageid: int, title: str, revid: int | None, timestamp: str | None, url: str | None,
+    categories: list[str], depth: dict[str, int], converted: "Converted", file: str,
+) -> dict[str, Any]:
+    """One `articles.jsonl` record (DESIGN.md), the same whichever source the page came from."""
+    return {
+        "pageid": pageid,
+        "title": title,
+        "revid": revid,
+        "timestamp": timestamp,
+        "url": url,
+        "categories": list(categories),
+        "depth": dict(depth),
+        "text": converted.text,
+        "markdown": f"# {title}\n\n{converted.markdown}" if converted.markdown else f"# {title}\n",
+        "infobox": converted.infobox,
+        "file": file,
+    }
 
 
 class CorpusWriter:
