@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,6 +41,9 @@ RESIDUE = {
     "html entity": re.compile(r"&(?:[a-z]+|#\d+);", re.I),
     "{| or |}": re.compile(r"^\s*(?:\{\||\|\})", re.M),
     "table attr": re.compile(r"(?:style|class|align|rowspan|colspan)\s*=\s*\"", re.I),
+    # What a dropped template leaves behind: 「（、）」, 「()」.
+    "empty brackets": re.compile(r"[（(]\s*[、，,;；]?\s*[）)]"),
+    "image options": re.compile(r"\b(?:thumb|thumbnail|upright|\d+px)\|", re.I),
 }
 
 
@@ -59,8 +63,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], cwd: Path) -> tuple[float, int]:
-    """Run a command; return (wall seconds, peak RSS of its process tree in bytes)."""
+def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Run a command; return (wall seconds, CPU seconds of its whole process tree, peak tree RSS in bytes).
+
+    CPU seconds (user + system of the command and every process it reaped) are far less
+    sensitive than wall time to other load on the machine.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
@@ -78,9 +87,34 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     done.set()
     sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode(errors='replace')[-2000:]}")
-    return elapsed, peak
+    return elapsed, cpu, peak
+
+
+def scaled_dump(dump: Path, times: int, tmp: Path) -> Path:
+    """The dump's pages repeated `times` times with fresh page ids (a bigger dump of real text)."""
+    import bz2
+
+    from wikitune.corpus.dump import open_dump
+
+    with open_dump(dump) as f:
+        xml = f.read().decode("utf-8")
+    head, _, rest = xml.partition("  <page>")
+    body = "  <page>" + rest.replace("</mediawiki>", "")
+    out = tmp / f"scaled-{times}x.xml.bz2"
+    with bz2.open(out, "wt", encoding="utf-8") as f:
+        f.write(head)
+        for copy in range(times):
+            # Page ids must stay unique; titles too, or the copies would collide as one page.
+            shifted = re.sub(r"(<page>\s*<title>)([^<]*)(</title>\s*<ns>[^<]*</ns>\s*<id>)(\d+)",
+                             lambda m: f"{m.group(1)}{m.group(2)}{'' if copy == 0 else f' ({copy})'}{m.group(3)}{int(m.group(4)) + copy * 10_000_000}",
+                             body)
+            f.write(shifted)
+        f.write("</mediawiki>\n")
+    return out
 
 
 def wikitune_texts(out: Path) -> list[str]:
@@ -110,6 +144,7 @@ def main() -> None:
     parser.add_argument("dump", nargs="?", type=Path, default=DEFAULT_DUMP)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--scale", type=int, default=1, help="repeat the dump's pages N times (memory check on a bigger input)")
     args = parser.parse_args()
     if not args.dump.exists():
         raise SystemExit(f"{args.dump} not found (the default lives in ../shared/data/jawiki-dump/)")
@@ -127,29 +162,38 @@ def main() -> None:
     readers = {"wikitune": wikitune_texts, "wikiextractor": wikiextractor_texts}
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.scale > 1:
+            args.dump = scaled_dump(args.dump, args.scale, Path(tmp))
+        size_mib = args.dump.stat().st_size / 2**20
         for name, cmd in tools.items():
-            walls, peaks = [], []
+            walls, cpus, peaks = [], [], []
             for i in range(args.repeat):
                 out = Path(tmp) / f"{name}-{i}"
-                wall, peak = run_measured(cmd(out), cwd=Path(tmp))
+                wall, cpu, peak = run_measured(cmd(out), cwd=Path(tmp))
                 walls.append(wall)
+                cpus.append(cpu)
                 peaks.append(peak)
+                if i < args.repeat - 1:
+                    shutil.rmtree(out, ignore_errors=True)
             texts = readers[name](out)
             results[name] = {
                 "articles": len(texts),
                 "characters": sum(len(t) for t in texts),
                 "seconds": statistics.median(walls),
                 "articles_per_s": len(texts) / statistics.median(walls),
+                "cpu_seconds": statistics.median(cpus),
+                "characters_per_cpu_s": sum(len(t) for t in texts) / statistics.median(cpus),
                 "peak_rss_mb": max(peaks) / 2**20,
                 "residue_per_million_chars": residue(texts),
             }
-            shutil.rmtree(Path(tmp) / f"{name}-0", ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
 
     ours, theirs = results["wikitune"], results["wikiextractor"]
-    print(f"dump: {args.dump} ({args.dump.stat().st_size / 2**20:.1f} MiB), processes: {args.processes}, repeat: {args.repeat}")
+    print(f"dump: {args.dump.name} ({size_mib:.1f} MiB compressed), scale: {args.scale}, processes: {args.processes}, repeat: {args.repeat}")
     print(f"{'':28}{'wikitune':>14}{'wikiextractor':>16}{'ratio':>9}")
     rows = [("articles", "articles", "{:.0f}"), ("characters", "characters", "{:.0f}"), ("wall seconds (median)", "seconds", "{:.2f}"),
-            ("articles/s", "articles_per_s", "{:.1f}"), ("peak RSS, MiB (tree)", "peak_rss_mb", "{:.0f}")]
+            ("articles/s", "articles_per_s", "{:.1f}"), ("CPU seconds (tree)", "cpu_seconds", "{:.2f}"),
+            ("characters per CPU second", "characters_per_cpu_s", "{:.0f}"), ("peak RSS, MiB (tree)", "peak_rss_mb", "{:.0f}")]
     for label, key, fmt in rows:
         a, b = ours[key], theirs[key]
         print(f"{label:28}{fmt.format(a):>14}{fmt.format(b):>16}{a / b if b else float('nan'):>9.2f}")
