@@ -192,3 +192,22 @@ def test_not_a_dump_is_a_clear_error(tmp_path):
     path.write_text("<html><body>not a dump</body></html>")
     with pytest.raises(WikituneError, match="no <page> found"):
         run_extract(ExtractConfig(dump=str(path), out=tmp_path / "c"))
+
+
+def test_siteinfo_namespace_name_adds_category_links(tmp_path):
+    # A wiki whose category namespace is called 分類: its links count as memberships too.
+    dump = tmp_path / "d.xml"
+    dump.write_text(
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/"><siteinfo><namespaces>'
+        '<namespace key="0" /><namespace key="14">分類</namespace></namespaces></siteinfo>'
+        "<page><title>作品A</title><ns>0</ns><id>1</id><revision><id>10</id><text>本文A [[分類:作品]]</text></revision></page>"
+        "<page><title>作品B</title><ns>0</ns><id>2</id><revision><id>20</id><text>本文B [[Category:作品]]</text></revision></page>"
+        "<page><title>作品C</title><ns>0</ns><id>3</id><revision><id>30</id><text>本文C [[分類外:作品]]</text></revision></page>"
+        "</mediawiki>", encoding="utf-8")
+    run_extract(ExtractConfig(dump=str(dump), out=tmp_path / "c", roots=["作品"]))
+    assert [a["title"] for a in articles(tmp_path / "c")] == ["作品A", "作品B"]
+
+
+def test_excluding_a_root_is_an_error(tmp_path):
+    with pytest.raises(WikituneError, match="matches an --exclude"):
+        run_extract(ExtractConfig(dump="demo", out=tmp_path / "c", roots=["日本のアニメ作品"], exclude=["アニメ作品$"]))

@@ -236,6 +236,9 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
             index_dump(reader, indexer, index)
             _check_not_empty(reader, cfg)
             check_roots(roots, index)
+            excluded_roots = [r for r in roots if any(re.search(p, r) or re.search(p, "Category:" + r) for p in cfg.exclude)]
+            if excluded_roots:
+                raise WikituneError(f"root {excluded_roots[0]!r} matches an --exclude pattern, so nothing under it would be kept")
             closure = index.closure(roots, cfg.depth, [re.compile(p) for p in cfg.exclude])
             picked = [pid for pid in closure.article_depth if index.is_content_article(pid)]
             indexer.skipped["outside_roots"] = index.count_content_articles() - len(picked)
