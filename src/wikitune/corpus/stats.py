@@ -52,8 +52,7 @@ def corpus_stats(corpus: Path, expect: Path | None = None, top: int = 10) -> dic
             characters += len(record["text"])
             titles.add(record["title"])
             per_category.update(record["categories"])
-            for root, depth in record["depth"].items():
-                per_root[root] += 1
+            per_root.update(record["depth"].keys())
             if record["depth"]:
                 per_depth[min(record["depth"].values())] += 1
     categories = sum(1 for _ in open(corpus / CATEGORIES, encoding="utf-8"))
