@@ -1,0 +1,106 @@
+"""Stage caching: skip what is current, rerun what changed and everything after it, never trust partial output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wikitune.errors import WikituneError
+from wikitune.study import MARKER, Stage, Study
+
+
+class Recorder:
+    """Real stage functions that write files and record each call."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, bool]] = []
+
+    def writer(self, name: str, fail: bool = False):
+        def run(out, resume):
+            self.calls.append((name, resume))
+            (out / "partial.txt").write_text("half")
+            if fail:
+                raise RuntimeError(f"{name} failed")
+            (out / "result.txt").write_text(f"{name} done")
+            return name
+        return run
+
+
+def pipeline(rec: Recorder, sft_lr: float = 1e-4, fail_sft: bool = False) -> list[Stage]:
+    return [
+        Stage("corpus", rec.writer("corpus"), {"dump": "demo"}),
+        Stage("cpt", rec.writer("cpt"), {"lr": 2e-4}, deps=["corpus"]),
+        Stage("sft", rec.writer("sft", fail=fail_sft), {"lr": sft_lr}, deps=["cpt"]),
+        Stage("eval", rec.writer("eval"), {"n": 5}, deps=["sft", "corpus"]),
+    ]
+
+
+def names(rec):
+    return [name for name, _ in rec.calls]
+
+
+def test_second_run_does_no_work(tmp_path):
+    rec = Recorder()
+    first = Study(tmp_path).run(pipeline(rec))
+    assert names(rec) == ["corpus", "cpt", "sft", "eval"] and all(r.status == "ran" for r in first.values())
+    rec.calls.clear()
+    second = Study(tmp_path).run(pipeline(rec))
+    assert rec.calls == [] and all(r.status == "cached" for r in second.values())
+    assert (tmp_path / "eval" / "result.txt").read_text() == "eval done"
+    assert json.loads((tmp_path / "sft" / MARKER).read_text())["config"] == {"lr": 1e-4}
+
+
+def test_changed_setting_reruns_that_stage_and_downstream_only(tmp_path):
+    rec = Recorder()
+    Study(tmp_path).run(pipeline(rec))
+    rec.calls.clear()
+    Study(tmp_path).run(pipeline(rec, sft_lr=5e-5))
+    assert names(rec) == ["sft", "eval"]
+
+
+def test_force_reruns_one_stage_and_downstream(tmp_path):
+    rec = Recorder()
+    Study(tmp_path).run(pipeline(rec))
+    rec.calls.clear()
+    Study(tmp_path).run(pipeline(rec), force={"cpt"})
+    assert names(rec) == ["cpt", "sft", "eval"]
+    with pytest.raises(WikituneError, match="no such stage"):
+        Study(tmp_path).run(pipeline(rec), force={"nope"})
+
+
+def test_failed_stage_leaves_nothing_that_looks_finished_and_resumes(tmp_path):
+    rec = Recorder()
+    with pytest.raises(RuntimeError):
+        Study(tmp_path).run(pipeline(rec, fail_sft=True))
+    assert not (tmp_path / "sft").exists()  # only sft.partial, never mistaken for a finished stage
+    assert (tmp_path / "sft.partial" / "partial.txt").exists()
+    rec.calls.clear()
+    Study(tmp_path).run(pipeline(rec))
+    assert rec.calls == [("sft", True), ("eval", False)]  # the same key: handed its partial dir back
+    assert (tmp_path / "sft" / "result.txt").read_text() == "sft done"
+    assert not (tmp_path / "sft.partial").exists()
+
+
+def test_partial_from_another_config_is_discarded(tmp_path):
+    rec = Recorder()
+    with pytest.raises(RuntimeError):
+        Study(tmp_path).run(pipeline(rec, fail_sft=True))
+    rec.calls.clear()
+    Study(tmp_path).run(pipeline(rec, sft_lr=3e-5))
+    assert ("sft", False) in rec.calls
+
+
+def test_failed_rerun_keeps_the_previous_finished_output(tmp_path):
+    rec = Recorder()
+    Study(tmp_path).run(pipeline(rec))
+    with pytest.raises(RuntimeError):
+        Study(tmp_path).run(pipeline(rec, sft_lr=9e-9, fail_sft=True))
+    assert (tmp_path / "sft" / "result.txt").read_text() == "sft done"
+    assert json.loads((tmp_path / "sft" / MARKER).read_text())["config"] == {"lr": 1e-4}
+
+
+def test_dependency_order_is_checked(tmp_path):
+    rec = Recorder()
+    with pytest.raises(WikituneError, match="needs 'cpt'"):
+        Study(tmp_path).run([Stage("sft", rec.writer("sft"), deps=["cpt"]), Stage("cpt", rec.writer("cpt"))])
