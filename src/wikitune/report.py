@@ -1,0 +1,379 @@
+"""`wikitune report RUN_DIR`: one HTML page and one Markdown file from a study's artifacts.
+
+    wikitune report runs/demo        # writes runs/demo/report/index.html and report.md
+
+The report only reads what the stages wrote (it never runs a model): the corpus directory
+(`manifest.json`, `articles.jsonl`, optional `stats.json`), training runs (directories with
+`metrics.jsonl`: `config.yaml`, `summary.json`, `lora_coverage.json`), and evaluation runs
+(directories with `summary.json` + `results.jsonl`). Stages are found by their contents, one level
+below RUN_DIR, so the report works for a `wikitune run` study and for hand-made run directories
+alike. Everything taken from the runs is HTML-escaped (article text and model output are
+untrusted) and the page needs no network: images are PNG files beside it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wikitune.errors import WikituneError
+
+REPORT_DIR = "report"
+# Evaluation runs in this order when their directory names say what they are; others follow by name.
+RUN_ORDER = ["eval-base", "eval-cpt", "eval-sft-only", "eval-cpt-sft", "eval-rag"]
+HEADLINE_SCORES = ["exact_match", "char_f1", "contains"]
+FLAGS = ["no_final", "loop_stopped", "truncated"]
+EXAMPLES_PER_DOMAIN = 5
+
+
+@dataclass
+class Artifacts:
+    """What a study directory holds, as read from disk."""
+
+    root: Path
+    corpus: dict[str, Any] | None = None
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def collect(root: Path) -> Artifacts:
+    """Find and read the stage outputs under `root` (see the module docstring)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise WikituneError(f"{root}: no such run directory")
+    found = Artifacts(root=root)
+    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith((".partial", ".old")))
+    for path in candidates:
+        if path.name == REPORT_DIR:
+            continue
+        if (path / "manifest.json").is_file() and (path / "articles.jsonl").is_file() and found.corpus is None:
+            found.corpus = _corpus_section(path)
+        if (path / "metrics.jsonl").is_file():
+            found.training[path.name] = {
+                "metrics": _read_jsonl(path / "metrics.jsonl"),
+                "config": _read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {},
+                "summary": _read_json(path / "summary.json") if (path / "summary.json").is_file() else {},
+                "coverage": _read_json(path / "lora_coverage.json") if (path / "lora_coverage.json").is_file() else None,
+            }
+        if (path / "summary.json").is_file() and (path / "results.jsonl").is_file():
+            found.evals[path.name] = {
+                "summary": _read_json(path / "summary.json"),
+                "results": _read_jsonl(path / "results.jsonl"),
+            }
+    if found.corpus is None and not found.training and not found.evals:
+        raise WikituneError(f"{root}: no corpus, training run or evaluation run found below it")
+    order = {name: i for i, name in enumerate(RUN_ORDER)}
+    found.evals = dict(sorted(found.evals.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+    return found
+
+
+def _corpus_section(path: Path) -> dict[str, Any]:
+    if (path / "stats.json").is_file():
+        return _read_json(path / "stats.json")
+    from wikitune.corpus.stats import corpus_stats
+
+    return corpus_stats(path)
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def _plot_losses(name: str, metrics: list[dict[str, Any]], out: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for row in metrics:
+        step = row.get("step")
+        if step is None:
+            continue
+        for key, value in row.items():
+            if "loss" in key and isinstance(value, (int, float)) and math.isfinite(value):
+                xs, ys = series.setdefault(key, ([], []))
+                xs.append(step)
+                ys.append(value)
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    for key, (xs, ys) in sorted(series.items()):
+        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{name}: loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / f"loss-{name}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _plot_scores(domain: str, rows: list[tuple[str, dict[str, Any]]], score: str, out: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [(run, s["mean"], s.get("ci95")) for run, s in rows if s]
+    if not bars:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    xs = range(len(bars))
+    means = [b[1] for b in bars]
+    errors = [[max(0.0, b[1] - b[2][0]) if b[2] else 0 for b in bars], [max(0.0, b[2][1] - b[1]) if b[2] else 0 for b in bars]]
+    ax.bar(xs, means, yerr=errors, capsize=4, color="#4c72b0")
+    ax.set_xticks(list(xs), [b[0] for b in bars], rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(score)
+    ax.set_title(f"{domain}: {score} (95% CI)")
+    fig.tight_layout()
+    safe = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in domain)
+    path = out / f"scores-{safe}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---- tables -------------------------------------------------------------------------------------
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    id: str = ""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _score_cell(score: dict[str, Any] | None) -> str:
+    if not score:
+        return "–"
+    low, high = score.get("ci95") or (None, None)
+    ci = f" [{low:.3f}, {high:.3f}]" if low is not None else ""
+    return f"{score['mean']:.3f}{ci}"
+
+
+def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(config, dict):
+        rows: list[tuple[str, str]] = []
+        for key, value in config.items():
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        return rows
+    return [(prefix.rstrip("."), json.dumps(config, ensure_ascii=False) if isinstance(config, (list, dict)) else _fmt(config))]
+
+
+def build_tables(art: Artifacts) -> dict[str, list[Table]]:
+    """Every table of the report, grouped by section."""
+    sections: dict[str, list[Table]] = {"Corpus": [], "Training": [], "Results": []}
+    c = art.corpus
+    if c:
+        rows = [["articles", _fmt(c.get("articles"))], ["characters", _fmt(c.get("characters"))],
+                ["categories", _fmt(c.get("categories"))], ["source", _fmt(c.get("source"))]]
+        for name, train in art.training.items():
+            tokens = train["summary"].get("train_tokens") or train["summary"].get("tokens")
+            if tokens:
+                rows.append([f"tokens ({name})", _fmt(tokens)])
+        sections["Corpus"].append(Table("Corpus", ["", "value"], rows, "corpus"))
+        if c.get("per_root"):
+            sections["Corpus"].append(Table("Articles per root", ["root", "articles"], [[r, _fmt(n)] for r, n in c["per_root"].items()]))
+        if c.get("per_depth"):
+            sections["Corpus"].append(Table("Articles per depth", ["depth", "articles"], [[d, _fmt(n)] for d, n in c["per_depth"].items()]))
+        if c.get("skipped"):
+            sections["Corpus"].append(Table("Skipped pages", ["reason", "pages"], [[r, _fmt(n)] for r, n in c["skipped"].items()]))
+        missing = (c.get("expect") or {}).get("missing")
+        if missing is not None:
+            sections["Corpus"].append(Table("Missing expected titles", ["title", "why"], [[m["title"], m["reason"]] for m in missing], "missing"))
+    for name, train in art.training.items():
+        sections["Training"].append(Table(f"{name}: configuration", ["setting", "value"], [list(r) for r in _flatten(train["config"])], f"config-{name}"))
+        if train["summary"]:
+            sections["Training"].append(Table(f"{name}: summary", ["", "value"], [list(r) for r in _flatten(train["summary"])]))
+        coverage = train["coverage"]
+        if isinstance(coverage, dict) and isinstance(coverage.get("targets"), list):
+            coverage = coverage["targets"]
+        if isinstance(coverage, list) and coverage and isinstance(coverage[0], dict):
+            header = list(coverage[0].keys())
+            sections["Training"].append(Table(f"{name}: LoRA coverage (what was actually adapted)", header,
+                                              [[_fmt(row.get(h)) for h in header] for row in coverage]))
+        elif coverage:
+            sections["Training"].append(Table(f"{name}: LoRA coverage", ["", "value"], [list(r) for r in _flatten(coverage)]))
+    if art.evals:
+        domains = sorted({d for e in art.evals.values() for d in e["summary"].get("domains", {})})
+        score_names = [s for s in HEADLINE_SCORES if any(s in e["summary"].get("domains", {}).get(d, {}).get("scores", {})
+                                                          for e in art.evals.values() for d in domains)]
+        header = ["run"] + [f"{d} {s}" for d in domains for s in score_names]
+        rows = []
+        for run, e in art.evals.items():
+            ds = e["summary"].get("domains", {})
+            rows.append([run] + [_score_cell(ds.get(d, {}).get("scores", {}).get(s)) for d in domains for s in score_names])
+        sections["Results"].append(Table("Scores by run and domain (mean [95% bootstrap CI])", header, rows, "results"))
+        if len(art.evals) > 1:
+            first = next(iter(art.evals.values()))["summary"].get("domains", {})
+            diff_rows = []
+            for run, e in list(art.evals.items())[1:]:
+                ds = e["summary"].get("domains", {})
+                cells = []
+                for d in domains:
+                    a = ds.get(d, {}).get("scores", {}).get(score_names[0]) if score_names else None
+                    b = first.get(d, {}).get("scores", {}).get(score_names[0]) if score_names else None
+                    cells.append(f"{a['mean'] - b['mean']:+.3f}" if a and b else "–")
+                diff_rows.append([run] + cells)
+            if score_names:
+                sections["Results"].append(Table(f"{score_names[0]}: difference to {next(iter(art.evals))}", ["run"] + domains, diff_rows))
+        flag_rows = []
+        for run, e in art.evals.items():
+            for d, s in e["summary"].get("domains", {}).items():
+                flag_rows.append([run, d, _fmt(s.get("n"))] + [f"{s.get('flags', {}).get(f, 0.0):.3f}" for f in FLAGS]
+                                 + [_fmt(s.get("mean_new_tokens")), _score_cell(s.get("retrieval_hit_rate"))])
+        sections["Results"].append(Table("Answer flags, lengths and retrieval", ["run", "domain", "n", *FLAGS, "mean new tokens", "retrieval hit-rate"], flag_rows, "flags"))
+        ppl_rows = []
+        for run, e in art.evals.items():
+            for d, value in (e["summary"].get("perplexity") or {}).items():
+                ppl_rows.append([run, d, _fmt(value if not isinstance(value, dict) else value.get("perplexity"))])
+        for name, train in art.training.items():
+            for key in ("eval_perplexity", "val_perplexity", "perplexity"):
+                if key in train["summary"]:
+                    ppl_rows.append([name, "held-out articles", _fmt(train["summary"][key])])
+        if ppl_rows:
+            sections["Results"].append(Table("Perplexity", ["run", "domain", "perplexity"], ppl_rows, "perplexity"))
+    return sections
+
+
+def _examples(art: Artifacts) -> dict[str, list[dict[str, Any]]]:
+    """For the first few questions of each domain: the gold answer and every run's answer."""
+    by_domain: dict[str, list[dict[str, Any]]] = {}
+    runs = list(art.evals)
+    if not runs:
+        return by_domain
+    answers = {run: {r["id"]: r for r in e["results"]} for run, e in art.evals.items()}
+    first = art.evals[runs[0]]["results"]
+    for record in sorted(first, key=lambda r: str(r["id"])):
+        bucket = by_domain.setdefault(record["domain"], [])
+        if len(bucket) < EXAMPLES_PER_DOMAIN:
+            bucket.append({"id": record["id"], "question": record["question"], "answer": record["answer"],
+                           "runs": {run: answers[run].get(record["id"]) for run in runs}})
+    return by_domain
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+CSS = """
+body{font-family:'Noto Sans CJK JP','Hiragino Sans',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f2f2f2}td.num{text-align:right}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+details pre{white-space:pre-wrap;background:#f8f8f8;padding:.5em;max-height:20em;overflow:auto}
+.flag{color:#a33;font-size:.85em}
+"""
+
+
+def _html_table(t: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in t.rows)
+    ident = f' id="{html.escape(t.id)}"' if t.id else ""
+    return f"<h3>{html.escape(t.title)}</h3>\n<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def _md_table(t: Table) -> str:
+    lines = [f"### {t.title}", "", "| " + " | ".join(_md_cell(h) for h in t.header) + " |",
+             "|" + "---|" * len(t.header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(root: Path) -> Path:
+    """Write `root/report/index.html` and `root/report/report.md`; return the HTML path."""
+    art = collect(root)
+    out = Path(root) / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
+    sections = build_tables(art)
+    images: dict[str, list[Path]] = {"Training": [], "Results": []}
+    for name, train in art.training.items():
+        plot = _plot_losses(name, train["metrics"], out)
+        if plot:
+            images["Training"].append(plot)
+    if art.evals:
+        domains = sorted({d for e in art.evals.values() for d in e["summary"].get("domains", {})})
+        for d in domains:
+            rows = []
+            score = next((s for s in HEADLINE_SCORES if any(s in e["summary"]["domains"].get(d, {}).get("scores", {}) for e in art.evals.values())), None)
+            if score is None:
+                continue
+            for run, e in art.evals.items():
+                rows.append((run, e["summary"].get("domains", {}).get(d, {}).get("scores", {}).get(score)))
+            plot = _plot_scores(d, rows, score, out)
+            if plot:
+                images["Results"].append(plot)
+    examples = _examples(art)
+
+    title = f"wikitune report: {art.root.name}"
+    h = [f"<!doctype html><html lang='ja'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+         f"<h1>{html.escape(title)}</h1>"]
+    md = [f"# {title}", ""]
+    for section, tables in sections.items():
+        if not tables and not images.get(section):
+            continue
+        h.append(f"<h2>{html.escape(section)}</h2>")
+        md += [f"## {section}", ""]
+        for t in tables:
+            h.append(_html_table(t))
+            md.append(_md_table(t))
+        for img in images.get(section, []):
+            h.append(f"<img src='{html.escape(img.name)}' alt='{html.escape(img.stem)}'>")
+            md += [f"![{img.stem}]({img.name})", ""]
+    if examples:
+        h.append("<h2>Examples</h2>")
+        md += ["## Examples", ""]
+        for domain, items in examples.items():
+            h.append(f"<h3>{html.escape(domain)}</h3>")
+            md += [f"### {domain}", ""]
+            for item in items:
+                h.append(f"<h4>{html.escape(item['question'])}</h4><p>gold: <b>{html.escape(item['answer'])}</b></p><table><thead><tr><th>run</th><th>final answer</th><th>scores</th></tr></thead><tbody>")
+                md += [f"**{_md_cell(item['question'])}** (gold: {_md_cell(item['answer'])})", "", "| run | final answer | flags |", "|---|---|---|"]
+                for run, r in item["runs"].items():
+                    if r is None:
+                        h.append(f"<tr><td>{html.escape(run)}</td><td colspan='2'>not asked</td></tr>")
+                        continue
+                    final = r.get("final")
+                    flags = ", ".join(r.get("flags") or [])
+                    scores = ", ".join(f"{k} {_fmt(v)}" for k, v in (r.get("scores") or {}).items())
+                    h.append(f"<tr><td>{html.escape(run)}</td><td>{html.escape(final) if final is not None else '<i>no final answer</i>'}"
+                             f"{f' <span class=flag>{html.escape(flags)}</span>' if flags else ''}"
+                             f"<details><summary>raw completion</summary><pre>{html.escape(r.get('raw') or '')}</pre></details></td>"
+                             f"<td>{html.escape(scores)}</td></tr>")
+                    md.append(f"| {_md_cell(run)} | {_md_cell(final) if final is not None else '*no final answer*'} | {_md_cell(flags)} |")
+                h.append("</tbody></table>")
+                md.append("")
+    h.append("</body></html>")
+    (out / "index.html").write_text("\n".join(h), encoding="utf-8")
+    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    return out / "index.html"
