@@ -4,12 +4,13 @@
         --root 日本のアニメ作品 --root アニメ関連企業 --depth 6 --exclude 'アニメの登場人物$'
     wikitune extract demo --out corpus/demo          # the fictional wiki shipped in the package
 
-Two passes over the dump, each in constant memory:
+In constant memory, whatever the dump size:
 1. index: every page's namespace, redirect/disambiguation status and direct categories (from
-   `[[Category:…]]` links, plus SQL `categorylinks` dumps when given) go into `index.sqlite`; the
-   category closure from the roots then picks the articles.
-2. convert: the picked articles are converted to text/Markdown/infobox fields by worker
-   processes (all cores by default) and written through `CorpusWriter`.
+   `[[Category:…]]` links, plus SQL `categorylinks` dumps when given) go into `index.sqlite`.
+   With `--root`, this is a pass of its own, and the category closure from the roots then picks
+   the articles; without `--root` every article is wanted and indexing rides along with step 2.
+2. convert: the articles are converted to text/Markdown/infobox fields by worker processes (all
+   cores by default) and written, in dump order, through `CorpusWriter`.
 """
 
 from __future__ import annotations
@@ -184,9 +185,8 @@ def check_roots(roots: list[str], index: PageIndex) -> None:
 
 
 # ---- pass 2: conversion --------------------------------------------------------------------------
-def _convert_job(job: tuple[int, str, str]) -> tuple[int, convert.Converted]:
-    pageid, title, wikitext = job
-    return pageid, convert.convert_wikitext(wikitext, title)
+def _convert_job(title: str, wikitext: str) -> convert.Converted:
+    return convert.convert_wikitext(wikitext, title)
 
 
 def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page, convert.Converted]]:
@@ -200,13 +200,13 @@ def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page
     with multiprocessing.get_context(method).Pool(workers) as pool:
         pending: deque = deque()
         for page in pages:
-            pending.append((page, pool.apply_async(_convert_job, ((page.pageid, page.title, page.wikitext),))))
+            pending.append((page, pool.apply_async(_convert_job, (page.title, page.wikitext))))
             while len(pending) > window or (pending and pending[0][1].ready()):
                 done, result = pending.popleft()
-                yield done, result.get()[1]
+                yield done, result.get()
         while pending:
             done, result = pending.popleft()
-            yield done, result.get()[1]
+            yield done, result.get()
 
 
 def _category_records(index: PageIndex, closure: Closure | None) -> Iterator[dict[str, Any]]:
