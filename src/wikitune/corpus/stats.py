@@ -102,6 +102,8 @@ def explain_missing(corpus: Path, manifest: dict[str, Any], present: set[str], e
 def _explain(title: str, manifest: dict[str, Any], index: PageIndex) -> dict[str, Any]:
     found = index.find_page(title)
     if found is None:
+        if manifest.get("source_kind") == "api":  # a crawl's index holds only what the crawl listed
+            return {"reason": "not seen by the crawl: no category it listed has this page (outside the roots' tree, or no such page)"}
         return {"reason": "not in the source: the dump has no page with this title"}
     pageid, ns, _title, redirect, disambiguation = found
     if ns != MAIN_NS:

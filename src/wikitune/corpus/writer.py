@@ -31,6 +31,9 @@ CATEGORIES = "categories.jsonl"
 TEXT_DIR = "text"
 MARKDOWN_DIR = "markdown"
 SPOOL = ".articles.spool.sqlite"
+# The crawler's resumable state (`wikitune crawl`) and the journal files SQLite may leave beside it.
+CRAWL_STATE = ".crawl.sqlite"
+CRAWL_STATE_FILES = {CRAWL_STATE, *(CRAWL_STATE + suffix for suffix in ("-journal", "-wal", "-shm"))}
 
 # Longest file stem in UTF-8 bytes: leaves room for "~<hash>" and ".md" under the usual
 # 255-byte file name limit of ext4/APFS/NTFS.
@@ -114,7 +117,7 @@ class CorpusWriter:
             if not self.out.is_dir():
                 raise WikituneError(f"--out {self.out} exists and is not a directory")
             entries = {p.name for p in self.out.iterdir()}
-            ours = {MANIFEST, ARTICLES, CATEGORIES, TEXT_DIR, MARKDOWN_DIR, SPOOL, "index.sqlite", ".extract.lock"}
+            ours = {MANIFEST, ARTICLES, CATEGORIES, TEXT_DIR, MARKDOWN_DIR, SPOOL, "index.sqlite", ".extract.lock", *CRAWL_STATE_FILES}
             if entries - ours:
                 raise WikituneError(
                     f"--out {self.out} is not empty and is not a wikitune corpus "
