@@ -1,0 +1,1 @@
+"""Training stages: LoRA continued pre-training (`cpt`), supervised fine-tuning (`sft`), merge."""

@@ -1,0 +1,200 @@
+"""Training data: corpus articles into packed blocks (CPT), QA pairs into masked harmony chats (SFT).
+
+    articles = read_articles("corpus/demo")
+    train, heldout = split_articles(articles, 0.1)           # wikitune.split: shared with qa build
+    blocks = pack_wrapped(tokenize_documents(texts, tok, sep_id), 256)
+
+CPT packing is "wrapped": every article is followed by a separator token, all articles are
+concatenated and cut into fixed-length blocks, so a batch holds no padding at all. A block can
+span two articles; the separator marks the boundary (eager attention on gpt-oss does not isolate
+documents inside a block, see shared STACK.md on TRL's `bfd` packing).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from wikitune.errors import WikituneError
+from wikitune.split import is_heldout
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+
+
+# --------------------------------------------------------------------------- corpus (CPT)
+
+
+def read_articles(corpus: str | Path, text_field: str = "text") -> list[dict[str, Any]]:
+    """Articles of a corpus directory (DESIGN.md), sorted by page id: `pageid`, `title`, `text`.
+
+    Raises:
+        WikituneError: not a corpus directory, or `text_field` is not `text`/`markdown`.
+    """
+    if text_field not in ("text", "markdown"):
+        raise WikituneError(f"text_field must be text or markdown, got {text_field!r}")
+    path = Path(corpus) / "articles.jsonl"
+    if not path.is_file():
+        raise WikituneError(f"{corpus} is not a corpus directory (no articles.jsonl); build one with `wikitune extract`")
+    out = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                out.append({"pageid": int(record["pageid"]), "title": record["title"], "text": record[text_field]})
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise WikituneError(f"{path}:{line_no}: not an article record ({err})") from err
+    if not out:
+        raise WikituneError(f"{path} holds no articles")
+    return sorted(out, key=lambda a: a["pageid"])
+
+
+def split_articles(articles: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) by `wikitune.split.is_heldout` of the page id: deterministic, shared with qa build."""
+    train = [a for a in articles if not is_heldout(a["pageid"], heldout_fraction)]
+    held = [a for a in articles if is_heldout(a["pageid"], heldout_fraction)]
+    return train, held
+
+
+def tokenize_documents(texts: Iterable[str], tokenizer: "PreTrainedTokenizerBase", separator_id: int) -> list[list[int]]:
+    """Token ids of each text followed by `separator_id` (no BOS, no special-token parsing in the text)."""
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        return []
+    encoded = tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return [list(ids) + [separator_id] for ids in encoded]
+
+
+def pack_wrapped(docs: list[list[int]], block_size: int) -> list[list[int]]:
+    """Concatenate the documents and cut them into blocks of exactly `block_size` tokens.
+
+    The tail shorter than a block is dropped (at most `block_size - 1` tokens of the corpus).
+    """
+    if block_size < 2:
+        raise WikituneError(f"block_size must be 2 or more, got {block_size}")
+    stream = [t for doc in docs for t in doc]
+    return [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)]
+
+
+def pad_batches(docs: list[list[int]], block_size: int, batch_size: int, pad_id: int) -> list[dict[str, list]]:
+    """The padded alternative to packing (for comparison): one document per row, cut at
+    `block_size`, padded to the longest row of its batch. Each batch: input_ids, attention_mask,
+    labels (-100 on padding)."""
+    batches = []
+    for start in range(0, len(docs), batch_size):
+        rows = [d[:block_size] for d in docs[start:start + batch_size]]
+        width = max(len(r) for r in rows)
+        batches.append({
+            "input_ids": [r + [pad_id] * (width - len(r)) for r in rows],
+            "attention_mask": [[1] * len(r) + [0] * (width - len(r)) for r in rows],
+            "labels": [r + [IGNORE_INDEX] * (width - len(r)) for r in rows],
+        })
+    return batches
+
+
+# --------------------------------------------------------------------------- QA (SFT)
+
+
+def read_qa(paths: str | Path | list, split: str | None = None) -> list[dict[str, Any]]:
+    """QA records (DESIGN.md) from one or more JSONL files; with `split`, only records of that
+    split (records whose split is null are kept).
+
+    Raises:
+        WikituneError: a missing file or a record without question/answer.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            path = path / "train.jsonl"
+        if not path.is_file():
+            raise WikituneError(f"QA file {path} does not exist; build one with `wikitune qa build`")
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    question, answer = str(record["question"]), str(record["answer"])
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    raise WikituneError(f"{path}:{line_no}: not a QA record with question and answer ({err})") from err
+                if split is not None and record.get("split") not in (None, split):
+                    continue
+                out.append({"id": record.get("id", f"{path.stem}-{line_no}"), "question": question, "answer": answer})
+    if not out:
+        raise WikituneError(f"no QA records in {', '.join(map(str, paths))}")
+    return out
+
+
+def pinned_template(template: str, date: str) -> str:
+    """The harmony chat template with its `Current date` pinned (the published template prints
+    today's date: a run resumed tomorrow would otherwise see other tokens)."""
+    call = 'strftime_now("%Y-%m-%d")'
+    if call not in template:
+        return template
+    return template.replace(call, json.dumps(date))
+
+
+def qa_messages(question: str, answer: str | None, developer_prompt: str | None) -> list[dict[str, str]]:
+    """A harmony conversation: optional developer message, the user question, the answer in the
+    final channel (the template puts assistant `content` there)."""
+    messages = []
+    if developer_prompt:
+        messages.append({"role": "developer", "content": developer_prompt})
+    messages.append({"role": "user", "content": question})
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def encode_qa(question: str, answer: str, tokenizer: "PreTrainedTokenizerBase", *, template: str,
+              system_prompt: str | None, developer_prompt: str | None, reasoning_effort: str) -> dict[str, list[int]]:
+    """Token ids and labels of one QA pair: every prompt token (system, developer, user and
+    `<|start|>assistant`) is -100; `<|channel|>final<|message|>answer<|return|>` is trained.
+
+    Raises:
+        WikituneError: the rendered prompt is not a prefix of the rendered conversation.
+    """
+    kwargs: dict[str, Any] = {"reasoning_effort": reasoning_effort}
+    if system_prompt:
+        kwargs["model_identity"] = system_prompt
+    full = tokenizer.apply_chat_template(qa_messages(question, answer, developer_prompt), tokenize=False,
+                                         chat_template=template, **kwargs)
+    prompt = tokenizer.apply_chat_template(qa_messages(question, None, developer_prompt), tokenize=False,
+                                           add_generation_prompt=True, chat_template=template, **kwargs)
+    if not full.startswith(prompt):
+        raise WikituneError("the chat template's generation prompt is not a prefix of the conversation")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    if full_ids[:len(prompt_ids)] != prompt_ids:
+        raise WikituneError("tokenizing the prompt alone gives other tokens than inside the conversation")
+    labels = [IGNORE_INDEX] * len(prompt_ids) + full_ids[len(prompt_ids):]
+    return {"input_ids": full_ids, "labels": labels}
+
+
+def pad_collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch of SFT rows: pad tokens get attention 0 and label -100."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    ids, mask, labels = [], [], []
+    for r in rows:
+        n = len(r["input_ids"])
+        ids.append(list(r["input_ids"]) + [pad_id] * (width - n))
+        mask.append([1] * n + [0] * (width - n))
+        labels.append(list(r["labels"]) + [IGNORE_INDEX] * (width - n))
+    return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
+
+
+def block_collate(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """Stack packed CPT blocks (all the same length): labels are the inputs, no mask needed."""
+    import torch
+
+    ids = torch.tensor([r["input_ids"] for r in rows])
+    return {"input_ids": ids, "labels": ids.clone()}

@@ -1,0 +1,174 @@
+"""CPT end to end on the tiny gpt-oss, CPU: learning, frozen base, every LoRA weight moves,
+artifacts, resume after a kill, adapter reload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from tests.train.conftest import FAST
+from wikitune.errors import WikituneError
+from wikitune.train.config import load_config
+from wikitune.train.cpt import CPTConfig, run_cpt
+
+
+class Capture(TrainerCallback):
+    """Keep the trained model and its logits on a fixed input at the end of training."""
+
+    def __init__(self):
+        self.model = None
+        self.initial = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.model = model
+
+
+def cpt(tmp_path, corpus, *overrides, callbacks=None):
+    cfg = load_config(CPTConfig, None, [f"corpus={corpus}", f"output_dir={tmp_path}/run", *FAST, *overrides])
+    return run_cpt(cfg, callbacks=callbacks)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, repeated_corpus):
+    tmp = tmp_path_factory.mktemp("cpt")
+    capture = Capture()
+    run = cpt(tmp, repeated_corpus, "max_steps=16", "learning_rate=1e-2", "eval_steps=8", "save_steps=8",
+              "heldout_fraction=0.0", "plot=true", callbacks=[capture])
+    return run, capture
+
+
+def test_loss_decreases_on_a_repeated_corpus(trained):
+    run, _ = trained
+    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(losses) == 16
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.3
+
+
+def test_base_frozen_and_every_lora_weight_changed(trained):
+    _, capture = trained
+    after = dict(capture.model.named_parameters())
+    lora = [n for n in after if "lora_" in n]
+    assert any("experts" in n for n in lora) and any("q_proj" in n for n in lora)
+    for name, before in capture.initial.items():
+        if "lora_" in name:
+            assert not torch.equal(before, after[name]), f"{name} did not change"
+        else:
+            assert torch.equal(before, after[name]), f"base weight {name} changed"
+
+
+def test_run_directory_artifacts(trained):
+    run, _ = trained
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "lora_coverage.json", "loss.png",
+                 "adapter/adapter_config.json", "tokenizer/tokenizer.json"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 16 and summary["padding_tokens"] == 0 and summary["trainable_by_kind"]["experts"] > 0
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-2])
+    assert {"step", "epoch", "loss", "lr", "grad_norm", "tokens", "tokens_per_s"} <= set(record)
+    assert record["tokens"] == record["step"] * 32 * 4
+
+
+def test_saved_adapter_reloads_to_identical_logits(trained):
+    from wikitune.models import load_model_and_tokenizer
+
+    run, capture = trained
+    ids = torch.arange(3, 40).reshape(1, -1)
+    capture.model.eval()
+    with torch.no_grad():
+        expected = capture.model(input_ids=ids).logits
+        model, tok = load_model_and_tokenizer(None, adapter=run)  # model, tokenizer, sizes from the run
+        got = model(input_ids=ids).logits
+    assert torch.equal(expected, got)
+    assert len(tok) == 400
+
+
+def test_validation_loss_on_heldout_articles(tmp_path, demo_corpus):
+    run = cpt(tmp_path, demo_corpus, "max_steps=2", "eval_steps=1", "save_steps=2")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [1, 2] and all(r["eval_ppl"] > 1 for r in evals)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["heldout_articles"] > 0 and summary["final_eval_loss"] == evals[-1]["eval_loss"]
+
+
+class Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 4:
+            raise KeyboardInterrupt("simulated kill after step 4")
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, demo_corpus):
+    common = ["max_steps=6", "save_steps=3", "eval_steps=3", "learning_rate=3e-3", "lora.dropout=0.1"]
+    whole = cpt(tmp_path / "a", demo_corpus, *common)
+    with pytest.raises(KeyboardInterrupt):
+        cpt(tmp_path / "b", demo_corpus, *common, callbacks=[Kill()])
+    with pytest.raises(WikituneError, match="already holds a run"):
+        cpt(tmp_path / "b", demo_corpus, *common)
+    resumed = cpt(tmp_path / "b", demo_corpus, *common, "resume=true")
+    a = load_file(whole / "adapter" / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def losses(run):
+        return [(r["step"], r.get("loss"), r.get("eval_loss"))
+                for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+    assert losses(whole) == losses(resumed)
+    assert json.loads((resumed / "summary.json").read_text())["resumed_from"].endswith("checkpoint-3")
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, demo_corpus):
+    with pytest.raises(WikituneError, match="holds no checkpoint"):
+        cpt(tmp_path, demo_corpus, "resume=true")
+
+
+def test_impossible_target_fails_before_training(tmp_path, demo_corpus):
+    with pytest.raises(WikituneError, match="gate_proj match nothing"):
+        cpt(tmp_path, demo_corpus, "lora.target_modules=[q_proj, gate_proj]", "max_steps=1")
+
+
+class Groups(TrainerCallback):
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs = sorted({g.get("initial_lr", g["lr"]) for g in optimizer.param_groups})
+
+
+def test_embeddings_in_full_at_their_own_learning_rate(tmp_path, repeated_corpus):
+    groups = Groups()
+    run = cpt(tmp_path, repeated_corpus, "max_steps=1", "heldout_fraction=0", "learning_rate=1e-3",
+              "lora.modules_to_save=[embed_tokens, lm_head]", "lora.modules_to_save_lr=1e-4", callbacks=[groups])
+    assert groups.lrs == [1e-4, 1e-3]
+    coverage = json.loads((run / "lora_coverage.json").read_text())
+    full = {r["target"]: r["trainable_params"] for r in coverage["targets"] if r["via"] == "modules_to_save"}
+    assert full == {"embed_tokens": 400 * 64, "lm_head": 400 * 64}
+
+
+def test_gradient_checkpointing_trains(tmp_path, repeated_corpus):
+    run = cpt(tmp_path, repeated_corpus, "max_steps=2", "heldout_fraction=0", "gradient_checkpointing=true")
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2
+
+
+def test_tiny_model_with_the_real_gpt_oss_tokenizer(tmp_path, repeated_corpus, monkeypatch):
+    from tests.conftest import shared_file
+
+    directory = shared_file("gpt-oss", "o200k_base.tiktoken").parent
+    monkeypatch.setenv("WIKITUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache" / "tiktoken"))
+    run = cpt(tmp_path, repeated_corpus, "max_steps=1", "heldout_fraction=0", f"tokenizer={directory}")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run / "tokenizer")
+    assert len(tok) == 201088 and tok.convert_tokens_to_ids("<|endoftext|>") == 199999
+
+
+def test_eight_bit_adamw_runs_on_cpu(tmp_path, repeated_corpus):
+    run = cpt(tmp_path, repeated_corpus, "max_steps=2", "heldout_fraction=0", "optim=adamw_8bit")
+    config = (run / "config.yaml").read_text()
+    assert "optim: adamw_8bit" in config
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2
