@@ -8,7 +8,7 @@ import sys
 import pytest
 
 # Commands of the contract (shared DESIGN.md) that exist so far. A later stage adds its name here.
-COMMANDS = ["extract", "corpus"]
+COMMANDS = ["extract", "crawl", "corpus", "qa", "eval", "compare", "serve", "cpt", "sft", "merge"]
 
 
 def wikitune(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -37,6 +37,9 @@ def test_version():
         (["extract", "demo", "--out", "{tmp}/c", "--exclude", "("], "not a valid regex"),
         (["extract", "demo", "--out", "{tmp}/c", "--linktarget", "x.sql"], "only make sense with --categorylinks"),
         (["corpus", "stats", "{tmp}"], "has no manifest.json"),
+        (["crawl", "--root", "X", "--out", "{tmp}/c", "--depth", "-1"], "--depth must be 0 or more"),
+        (["crawl", "--root", "X", "--out", "{tmp}/c", "--api", "ftp://x"], "not an http(s) URL"),
+        (["crawl", "--root", "X", "--out", "{tmp}/c", "--api", "http://127.0.0.1:9/api.php", "--max-retries", "0"], "failed after 1 try"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(tmp_path, args, message):

@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 corpus_app = typer.Typer(help="Inspect a corpus directory.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
+qa_app = typer.Typer(help="QA sets: build question/answer pairs from a corpus.", no_args_is_help=True)
+app.add_typer(qa_app, name="qa")
 
 
 def _version(value: bool) -> None:
@@ -73,6 +75,39 @@ def extract(
     )
 
 
+@app.command()
+def crawl(
+    root: Annotated[list[str], typer.Option("--root", help="Root category (repeatable, at least one).")],
+    out: Annotated[Path, typer.Option("--out", help="Corpus directory to write; a crawl interrupted there is resumed.")],
+    api: Annotated[str, typer.Option("--api", help="URL of the wiki's api.php.")] = "https://ja.wikipedia.org/w/api.php",
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Most sub-category steps below a root (root members: 0).")] = None,
+    exclude: Annotated[list[str], typer.Option("--exclude", help="Regex of categories not to enter (repeatable).")] = [],
+    contact: Annotated[Optional[str], typer.Option("--contact", help="Your e-mail or URL, sent in the User-Agent (Wikimedia policy).")] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Minimum seconds between requests.")] = 1.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", help="Retries of a failing request (429, 5xx, maxlag, resets).")] = 8,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Re-list categories; re-fetch pages whose revision changed.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard the crawl state in --out and start over.")] = False,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")] = None,
+) -> None:
+    """Build a corpus directory from a live wiki over the MediaWiki API (polite, resumable)."""
+    from wikitune.corpus.crawl import CrawlConfig, run_crawl
+
+    cfg = CrawlConfig(
+        roots=list(root), out=out, api=api, depth=depth, exclude=list(exclude), contact=contact,
+        interval=interval, max_retries=max_retries, refresh=refresh, restart=restart, progress=progress,
+    )
+    result = run_crawl(cfg)
+    m = result.manifest
+    counts = m["counts"]
+    skipped = ", ".join(f"{k} {v}" for k, v in counts["skipped"].items()) or "none"
+    retries = ", ".join(f"{k} {v}" for k, v in m["retries"]["by_kind"].items()) or "none"
+    typer.echo(
+        f"{result.out}: {counts['articles']} articles, {counts['characters']} characters, "
+        f"{counts['categories']} categories (skipped: {skipped}); "
+        f"{m['requests']['total']} requests, retries: {retries}"
+    )
+
+
 @corpus_app.command("stats")
 def corpus_stats(
     corpus: Annotated[Path, typer.Argument(help="Corpus directory written by extract or crawl.")],
@@ -90,6 +125,136 @@ def corpus_stats(
         typer.echo(json.dumps(stats, ensure_ascii=False, indent=2))
     else:
         typer.echo(format_stats(stats))
+
+
+@qa_app.command("build")
+def qa_build(
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory written by extract or crawl.")],
+    out: Annotated[Path, typer.Option("--out", help="QA directory to write (train/test/unseen.jsonl).")],
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share of training articles' facts put in test.jsonl.")] = 0.2,
+    heldout_fraction: Annotated[float, typer.Option("--heldout-fraction", help="Share of articles held out (must match cpt).")] = 0.1,
+    domain: Annotated[str, typer.Option("--domain", help="Domain tag of every question.")] = "anime",
+    llm_base_url: Annotated[Optional[str], typer.Option("--llm-base-url", help="Also ask an OpenAI-compatible server for questions (optional).")] = None,
+    llm_model: Annotated[str, typer.Option("--llm-model", help="Model name on that server.")] = "openai/gpt-oss-120b",
+    llm_per_article: Annotated[int, typer.Option("--llm-per-article", help="LLM questions asked for per article.")] = 5,
+) -> None:
+    """Derive question/answer pairs from a corpus's infoboxes and lead sentences."""
+    from wikitune.qa.build import QABuildConfig, run_qa_build
+    from wikitune.qa.llm import LLMQuestionSettings
+
+    llm = LLMQuestionSettings(base_url=llm_base_url, model=llm_model, per_article=llm_per_article) if llm_base_url else None
+    result = run_qa_build(QABuildConfig(corpus=corpus, out=out, test_fraction=test_fraction, heldout_fraction=heldout_fraction,
+                                        domain=domain, llm=llm))
+    c = result.counts
+    typer.echo(f"{result.out}: train {c['train']}, test {c['test']}, unseen {c['unseen']} questions")
+
+
+@app.command()
+def cpt(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides (dotted keys: lora.r=8).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config (keys of CPTConfig), e.g. configs/tiny/cpt.yaml.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its last checkpoint.")] = False,
+) -> None:
+    """Continued pre-training (LoRA on attention and experts) on a corpus directory."""
+    from wikitune.train.config import load_config
+    from wikitune.train.cpt import CPTConfig, run_cpt
+
+    cfg = load_config(CPTConfig, config, list(overrides or []) + (["resume=true"] if resume else []))
+    run = run_cpt(cfg)
+    typer.echo(_train_line(run))
+
+
+@app.command()
+def sft(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides (dotted keys: lora.r=8).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config (keys of SFTConfig), e.g. configs/tiny/sft.yaml.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its last checkpoint.")] = False,
+) -> None:
+    """Supervised fine-tuning (LoRA) on QA pairs as harmony chats, loss on the final answer only."""
+    from wikitune.train.config import load_config
+    from wikitune.train.sft import SFTConfig, run_sft
+
+    cfg = load_config(SFTConfig, config, list(overrides or []) + (["resume=true"] if resume else []))
+    run = run_sft(cfg)
+    typer.echo(_train_line(run))
+
+
+def _train_line(run: Path) -> str:
+    import json
+
+    s = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    val = f", validation loss {s['final_eval_loss']:.4f}" if s.get("final_eval_loss") is not None else ""
+    return f"{run}: {s['steps']} steps, loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}{val}"
+
+
+@app.command()
+def merge(
+    run: Annotated[Path, typer.Argument(help="Run directory (cpt/sft) or adapter directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the merged Hugging Face model.")],
+) -> None:
+    """Merge a run's LoRA adapter into its base model (usable without PEFT)."""
+    from wikitune.train.merge import run_merge
+
+    typer.echo(f"{run_merge(run, out)}: merged model and tokenizer")
+
+
+@app.command("eval", context_settings={"allow_extra_args": False})
+def eval_(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides (dotted keys: prompt.reasoning_effort=high).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config (keys of QAEvalConfig).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="tiny-gpt-oss, HF id or path; the served name with --backend openai.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer directory (hf backend).")] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="PEFT adapter or run directory (hf backend).")] = None,
+    qa: Annotated[Optional[list[str]], typer.Option("--qa", help="QA spec [FORMAT:]PATH[:N][@DOMAIN] or builtin:seed (repeatable).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run directory (output_dir).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="hf | openai.")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1.")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="closed | rag (BM25 passages of `corpus`).")] = None,
+) -> None:
+    """Answer QA sets with a model; score them; write results.jsonl and summary.json."""
+    import json
+
+    from wikitune.evaluate.run import QAEvalConfig, run_eval
+    from wikitune.train.config import load_config
+
+    items = list(overrides or [])
+    flags = {"model": model, "tokenizer": tokenizer, "adapter": adapter, "qa": list(qa) if qa else None,
+             "output_dir": out, "backend": backend, "base_url": base_url, "mode": mode}
+    items += [f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in flags.items() if value is not None]
+    cfg = load_config(QAEvalConfig, config, items)
+    run = run_eval(cfg)
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    for domain, block in summary["domains"].items():
+        scores = ", ".join(f"{k} {v['mean']:.3f}" for k, v in block["scores"].items()) or "no short-answer gold"
+        flags_text = ", ".join(f"{k} {v:.2f}" for k, v in block["flags"].items()) or "none"
+        typer.echo(f"{domain}: n={block['n']}, {scores}; flags: {flags_text}")
+    typer.echo(f"{run}: results.jsonl, summary.json")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Eval run directories; differences are to the first.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory for compare.md and compare.json.")] = None,
+    by_set: Annotated[bool, typer.Option("--by-set", help="Columns per QA file instead of per domain.")] = False,
+) -> None:
+    """Table of runs x domains (scores with 95% CIs, differences to the first run)."""
+    from wikitune.evaluate.compare import run_compare
+
+    typer.echo(run_compare(list(runs), out, group="sets" if by_set else "domains"))
+
+
+@app.command()
+def serve(
+    model: Annotated[Optional[str], typer.Option("--model", help="tiny-gpt-oss, HF id or path (default: the adapter run's).")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer directory.")] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="PEFT adapter or run directory.")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8000,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Default token budget of a reply.")] = 256,
+) -> None:
+    """OpenAI-compatible /v1/chat/completions server for a model (+ adapter) on 127.0.0.1."""
+    from wikitune.evaluate.server import serve as run_server
+
+    run_server(model, tokenizer=tokenizer, adapter=adapter, port=port, max_new_tokens=max_new_tokens)
 
 
 def main() -> None:

@@ -1,0 +1,344 @@
+"""Harmony prompts for gpt-oss, and completions parsed back into channels.
+
+    prompt = render_prompt(PromptSettings(reasoning_effort="low", date="2025-11-26"), "銀魂で、桂小太郎のあだ名は？")
+    parsed = parse_completion(raw)      # .final, .analysis, .flags ("no_final", "truncated", ...)
+
+`render_prompt` writes the harmony text itself (byte-for-byte what `openai-harmony`'s
+`render_conversation_for_completion` decodes to; a test checks this against the library with the
+local o200k vocabulary), so any tokenizer that knows the harmony special tokens (the real
+gpt-oss one, or the BPE wikitune trains with them) can encode it, without the vocabulary file.
+
+`parse_completion` reads what a model generated after `<|start|>assistant`: a sequence of
+messages `[<|start|>ROLE]<|channel|>CHANNEL<|message|>TEXT<|end|>|<|return|>|<|call|>`. It is
+forgiving, because the seed's outputs were not clean: a completion that echoes the prompt (system
+and user messages) yields only the assistant's messages; special tokens that harmony does not
+define are dropped and flagged; a completion decoded with the special tokens stripped
+("analysisThe user asks…assistantfinal答え") is recognised. The final answer is only ever the
+final channel's text, never the prompt and never the analysis.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+REASONING_EFFORTS = ("low", "medium", "high")
+DEFAULT_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
+DEFAULT_CUTOFF = "2024-06"
+CHANNELS_LINE = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
+
+# Tokens that end the assistant's turn: stop generating there. `<|end|>` only ends one message
+# (the analysis comes before the final), so it is not a stop token for a completion.
+STOP_STRINGS = ("<|return|>", "<|call|>")
+KNOWN_TOKENS = {
+    "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>",
+    "<|startoftext|>", "<|endoftext|>",
+}
+_TOKEN = re.compile(r"<\|[A-Za-z0-9_]+\|>")
+# A completion decoded with skip_special_tokens=True: "analysis…assistantfinal…" (the seed's table 2).
+_STRIPPED = re.compile(r"^\s*(?:assistant)?(?:analysis)(?P<analysis>.*?)(?:assistant(?:commentary.*?assistant)?final(?P<final>.*))?$", re.S)
+
+
+@dataclass
+class PromptSettings:
+    """How a question becomes a harmony prompt."""
+
+    reasoning_effort: str = "low"
+    """low | medium | high: the `Reasoning:` line of the system message."""
+    system_identity: str = DEFAULT_IDENTITY
+    """First line of the system message."""
+    knowledge_cutoff: str = DEFAULT_CUTOFF
+    """`Knowledge cutoff:` line of the system message."""
+    date: str | None = None
+    """`Current date:` line (YYYY-MM-DD); None leaves it out (results stay reproducible)."""
+    developer: str | None = "質問に日本語で簡潔に答えてください。答えだけを書いてください。"
+    """Developer instructions (`# Instructions`); None or "" leaves the developer message out."""
+    format: str = "harmony"
+    """harmony (wikitune's renderer, = openai-harmony) | chat_template (the tokenizer's template, as
+    `sft` trains with; its `Current date` is `date`, else the adapter run's `current_date`, else today)."""
+
+    def __post_init__(self) -> None:
+        from wikitune.errors import WikituneError
+
+        if self.format not in ("harmony", "chat_template"):
+            raise WikituneError(f"prompt.format must be harmony or chat_template, got {self.format!r}")
+        if self.reasoning_effort not in REASONING_EFFORTS:
+            raise WikituneError(f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, got {self.reasoning_effort!r}")
+        if self.date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(self.date)):
+            raise WikituneError(f"date must be YYYY-MM-DD or null, got {self.date!r}")
+
+
+def render_prompt(settings: PromptSettings, question: str, *, context: str | None = None) -> str:
+    """The harmony prompt text for one question, ending in `<|start|>assistant`.
+
+    Args:
+        settings (PromptSettings): system/developer content and reasoning effort.
+        question (str): the user message.
+        context (str | None): retrieved passages (rag mode), appended to the developer message.
+
+    Returns:
+        str: the prompt with harmony special tokens, ready for a tokenizer that knows them.
+    """
+    system = [settings.system_identity, f"Knowledge cutoff: {settings.knowledge_cutoff}"]
+    if settings.date:
+        system.append(f"Current date: {settings.date}")
+    system_text = "\n".join(system) + f"\n\nReasoning: {settings.reasoning_effort}\n\n{CHANNELS_LINE}"
+    parts = [f"<|start|>system<|message|>{system_text}<|end|>"]
+    instructions = settings.developer or ""
+    if context:
+        instructions = (instructions + "\n\n" if instructions else "") + context
+    if instructions:
+        parts.append(f"<|start|>developer<|message|># Instructions\n\n{instructions}<|end|>")
+    parts.append(f"<|start|>user<|message|>{question}<|end|>")
+    parts.append("<|start|>assistant")
+    return "".join(parts)
+
+
+def render_with_chat_template(tokenizer: Any, settings: PromptSettings, question: str, *, context: str | None = None) -> str:
+    """The prompt rendered by the tokenizer's chat template (the gpt-oss harmony template), with
+    the developer message, model identity, reasoning effort and a pinned date as `sft` renders them."""
+    from wikitune.errors import WikituneError
+    from wikitune.train.data import pinned_template
+
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+    if not template:
+        raise WikituneError("prompt.format=chat_template but the tokenizer has no chat template")
+    if settings.date:
+        template = pinned_template(template, settings.date)
+    instructions = settings.developer or ""
+    if context:
+        instructions = (instructions + "\n\n" if instructions else "") + context
+    messages = ([{"role": "developer", "content": instructions}] if instructions else []) + [{"role": "user", "content": question}]
+    kwargs: dict[str, Any] = {"reasoning_effort": settings.reasoning_effort}
+    if settings.system_identity != DEFAULT_IDENTITY:
+        kwargs["model_identity"] = settings.system_identity
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, chat_template=template, **kwargs)
+
+
+def render_conversation(settings: PromptSettings, messages: list[dict]) -> str:
+    """The harmony prompt of a chat-API conversation (what `wikitune serve` feeds the model).
+
+    As gpt-oss servers do, `system` and `developer` messages become the developer instructions
+    (the harmony system message is built from `settings`); `user` and `assistant` turns follow in
+    order, an assistant turn as a final-channel message. With one user message this equals
+    `render_prompt(settings, question)` with those instructions.
+
+    Raises:
+        WikituneError: a role other than system, developer, user, assistant, or no user message.
+    """
+    from wikitune.errors import WikituneError
+
+    instructions = [m["content"] for m in messages if m.get("role") in ("system", "developer") and m.get("content")]
+    turns = [m for m in messages if m.get("role") not in ("system", "developer")]
+    bad = sorted({str(m.get("role")) for m in turns} - {"user", "assistant"})
+    if bad:
+        raise WikituneError(f"unsupported message role(s) {', '.join(bad)}: use system, developer, user, assistant")
+    if not any(m["role"] == "user" for m in turns):
+        raise WikituneError("the conversation has no user message")
+    head = render_prompt(PromptSettings(**{**settings.__dict__, "developer": "\n\n".join(instructions) or None}), "")
+    head = head[: -len("<|start|>user<|message|><|end|><|start|>assistant")]
+    body = []
+    for m in turns:
+        content = m.get("content") or ""
+        if isinstance(content, list):  # [{"type": "text", "text": ...}]
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if m["role"] == "user":
+            body.append(f"<|start|>user<|message|>{content}<|end|>")
+        else:
+            body.append(f"<|start|>assistant<|channel|>final<|message|>{content}<|end|>")
+    return head + "".join(body) + "<|start|>assistant"
+
+
+def render_prompt_with_harmony(settings: PromptSettings, question: str, *, context: str | None = None) -> str:
+    """The same prompt rendered by `openai-harmony` (needs the o200k vocabulary: TIKTOKEN_ENCODINGS_BASE).
+
+    Used to check `render_prompt`, and by users who want the library's exact rendering.
+    """
+    import openai_harmony as h
+
+    enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+    system = (
+        h.SystemContent.new()
+        .with_model_identity(settings.system_identity)
+        .with_knowledge_cutoff(settings.knowledge_cutoff)
+        .with_reasoning_effort(h.ReasoningEffort(settings.reasoning_effort.capitalize()))
+    )
+    if settings.date:
+        system = system.with_conversation_start_date(settings.date)
+    messages = [h.Message.from_role_and_content(h.Role.SYSTEM, system)]
+    instructions = settings.developer or ""
+    if context:
+        instructions = (instructions + "\n\n" if instructions else "") + context
+    if instructions:
+        messages.append(h.Message.from_role_and_content(h.Role.DEVELOPER, h.DeveloperContent.new().with_instructions(instructions)))
+    messages.append(h.Message.from_role_and_content(h.Role.USER, question))
+    tokens = enc.render_conversation_for_completion(h.Conversation.from_messages(messages), h.Role.ASSISTANT)
+    return enc.decode(tokens)
+
+
+@dataclass
+class HarmonyMessage:
+    role: str
+    channel: str | None
+    text: str
+    terminator: str | None
+    """The token that closed it (<|end|>, <|return|>, <|call|>), None when cut off."""
+
+
+@dataclass
+class ParsedCompletion:
+    """A completion read back into channels."""
+
+    final: str | None
+    analysis: str | None
+    commentary: str | None
+    messages: list[HarmonyMessage]
+    flags: list[str] = field(default_factory=list)
+
+
+def _add(flags: list[str], flag: str) -> None:
+    if flag not in flags:
+        flags.append(flag)
+
+
+def parse_completion(raw: str, *, stop_reason: str | None = None) -> ParsedCompletion:
+    """Split a generated completion into harmony messages and pick out the channels.
+
+    Args:
+        raw (str): the completion exactly as generated (special tokens included), starting after
+            the prompt's `<|start|>assistant`; a completion that repeats the prompt is fine too.
+        stop_reason (str | None): how generation ended, when known: "stop" (a stop token),
+            "length" (the token budget), "loop" (the loop guard). None infers it from the text.
+
+    Returns:
+        ParsedCompletion: `final` (None when no final-channel message), `analysis`, `commentary`,
+        and flags among: no_final, truncated, loop_stopped, prompt_echo, unknown_token,
+        malformed, special_tokens_stripped, empty.
+    """
+    flags: list[str] = []
+    if not raw.strip():
+        return ParsedCompletion(None, None, None, [], ["empty", "no_final"] + (["truncated"] if stop_reason == "length" else []))
+    if not _TOKEN.search(raw):
+        return _parse_stripped(raw, stop_reason)
+
+    messages: list[HarmonyMessage] = []
+    role, channel, header, body = "assistant", None, "", []
+    in_body = False
+    pos = 0
+
+    def close(terminator: str | None) -> None:
+        nonlocal role, channel, header, body, in_body
+        if in_body or "".join(body).strip():
+            messages.append(HarmonyMessage(role or "assistant", channel, "".join(body), terminator))
+        elif header.strip() and terminator is not None:
+            _add(flags, "malformed")  # a header with no <|message|>
+        role, channel, header, body, in_body = "assistant", None, "", [], False
+
+    for match in _TOKEN.finditer(raw):
+        text = raw[pos : match.start()]
+        pos = match.end()
+        token = match.group()
+        if in_body:
+            body.append(text)
+        else:
+            header += text
+        if token not in KNOWN_TOKENS:
+            _add(flags, "unknown_token")
+            continue
+        if token == "<|start|>":
+            if in_body or header.strip():
+                if in_body:
+                    _add(flags, "malformed")  # a message not closed before the next one
+                close(None if in_body else "<|end|>")
+            role, header = "", ""
+            in_body = False
+            continue
+        if token == "<|channel|>":
+            if in_body:  # "<|channel|>" inside a body: a new message without <|start|>
+                _add(flags, "malformed")
+                close(None)
+            role = (header.strip() or role or "assistant")
+            header = ""
+            continue
+        if token == "<|constrain|>":
+            continue
+        if token == "<|message|>":
+            if in_body:
+                _add(flags, "malformed")
+                body.append("")
+                continue
+            head = header.strip()
+            if channel is None and head:
+                if role == "":  # "<|start|>user<|message|>"
+                    role = head.split()[0]
+                else:  # "<|channel|>final<|message|>" or "<|channel|>commentary to=functions.x"
+                    channel = head.split()[0]
+            if role == "":
+                role = "assistant"
+            in_body, header = True, ""
+            continue
+        if token in ("<|end|>", "<|return|>", "<|call|>"):
+            if not in_body:
+                _add(flags, "malformed")
+            close(token)
+            continue
+        # <|startoftext|> / <|endoftext|>: a document boundary; nothing after it belongs to the answer
+        close(None)
+        break
+    else:
+        tail = raw[pos:]
+        if in_body:
+            body.append(tail)
+            close(None)
+        elif (header + tail).strip():
+            header += tail
+            if role == "assistant" and not channel and not messages:
+                messages.append(HarmonyMessage("assistant", None, header, None))
+            else:
+                _add(flags, "malformed")
+
+    if any(m.role in ("system", "developer", "user") for m in messages):
+        _add(flags, "prompt_echo")
+    assistant = [m for m in messages if m.role.startswith("assistant")]
+
+    def channel_text(name: str) -> str | None:
+        texts = [m.text.strip() for m in assistant if m.channel == name]
+        return "\n".join(texts) if texts else None
+
+    finals = [m for m in assistant if m.channel == "final"]
+    final = finals[-1].text.strip() if finals else None
+    last = messages[-1] if messages else None
+    ended = last is not None and last.terminator in ("<|return|>", "<|call|>")
+    if stop_reason == "loop":
+        _add(flags, "loop_stopped")
+    elif stop_reason == "length" or (stop_reason is None and not ended and (last is None or last.terminator is None)):
+        _add(flags, "truncated")
+    if final is None:
+        _add(flags, "no_final")
+    return ParsedCompletion(final, channel_text("analysis"), channel_text("commentary"), messages, flags)
+
+
+def _parse_stripped(raw: str, stop_reason: str | None) -> ParsedCompletion:
+    """A completion with no special tokens: either special tokens were stripped when decoding
+    ("analysis…assistantfinal…"), or a server already returned the final text alone."""
+    flags: list[str] = []
+    match = _STRIPPED.match(raw)
+    if match:
+        _add(flags, "special_tokens_stripped")
+        analysis = match["analysis"].strip() or None
+        final = match["final"].strip() if match["final"] is not None else None
+        messages = [HarmonyMessage("assistant", "analysis", match["analysis"], None)]
+        if final is not None:
+            messages.append(HarmonyMessage("assistant", "final", match["final"], None))
+    else:  # plain text with no channel: not a harmony final answer
+        analysis, final = None, None
+        messages = [HarmonyMessage("assistant", None, raw, None)]
+        _add(flags, "malformed")
+    if stop_reason == "loop":
+        _add(flags, "loop_stopped")
+    elif stop_reason == "length":
+        _add(flags, "truncated")
+    if final is None:
+        _add(flags, "no_final")
+    return ParsedCompletion(final, analysis, None, messages, flags)

@@ -1,0 +1,324 @@
+"""`wikitune eval`: answer QA sets with a model, parse the harmony channels, score, summarise.
+
+    wikitune eval --model tiny-gpt-oss --tokenizer runs/cpt/tokenizer --adapter runs/cpt \\
+        --qa qa/demo/test.jsonl --qa qa/demo/unseen.jsonl --qa builtin:seed --out runs/eval-cpt
+    wikitune eval --backend openai --base-url http://127.0.0.1:8000/v1 --model openai/gpt-oss-20b \\
+        --qa builtin:seed --out runs/eval-base
+    wikitune eval --config configs/tiny/eval.yaml mode=rag generation.max_new_tokens=64
+
+Writes RUN/config.yaml (resolved), RUN/results.jsonl (one record per question, DESIGN.md) and
+RUN/summary.json (per domain and per QA set: n, scores with bootstrap 95% CIs, flag rates,
+mean new tokens, retrieval hit-rate in rag mode, tokens saved by the loop guard).
+
+Resumable: each record carries a `cache_key`, a hash of everything that decides its answer
+(model, tokenizer, adapter, prompt settings, generation settings, retrieval settings, the
+question); a rerun into the same RUN reuses records whose key matches and answers the rest.
+Records are appended batch by batch, so a killed run loses at most one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wikitune.errors import WikituneError
+from wikitune.evaluate.generate import Generation, GenerationSettings
+from wikitune.evaluate.harmony import PromptSettings, parse_completion, render_prompt
+from wikitune.evaluate.judge import JudgeSettings
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+CONFIG = "config.yaml"
+
+
+@dataclass
+class QAEvalConfig:
+    """Options of `wikitune eval` (YAML keys; nested ones as `prompt.reasoning_effort=high`)."""
+
+    output_dir: str = "runs/eval"
+    """Run directory: config.yaml, results.jsonl, summary.json."""
+    qa: list[str] = field(default_factory=lambda: ["qa/demo/test.jsonl", "qa/demo/unseen.jsonl", "builtin:seed"])
+    """QA specs `[FORMAT:]PATH[:N][@DOMAIN]` (see wikitune.qa.loaders), e.g. builtin:seed, jaqket:FILE."""
+    model: str = "tiny-gpt-oss"
+    """tiny-gpt-oss, an HF id or local path (hf backend); the served model name (openai backend)."""
+    tokenizer: str | None = None
+    """Tokenizer directory or HF id (hf backend); tiny-gpt-oss needs one unless `adapter` is a run directory."""
+    adapter: str | None = None
+    """PEFT adapter or run directory (hf backend)."""
+    tiny: dict | None = None
+    """Sizes of tiny-gpt-oss (default: the adapter run's, else the defaults)."""
+    dtype: str = "auto"
+    """auto | bfloat16 | float16 | float32 (hf backend)."""
+    backend: str = "hf"
+    """hf (in-process transformers) | openai (an OpenAI-compatible server at base_url)."""
+    base_url: str | None = None
+    """API root of the server for the openai backend, e.g. http://127.0.0.1:8000/v1."""
+    api: str = "chat"
+    """openai backend: chat (/chat/completions) | responses (/responses)."""
+    concurrency: int = 4
+    """openai backend: requests in flight at most."""
+    mode: str = "closed"
+    """closed (the question alone) | rag (BM25 passages of `corpus` in the developer message)."""
+    corpus: str = "corpus/demo"
+    """Corpus directory for rag mode."""
+    rag_k: int = 3
+    """Passages retrieved per question in rag mode."""
+    prompt: PromptSettings = field(default_factory=PromptSettings)
+    """System/developer messages and reasoning effort of the harmony prompt."""
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """Token budget, batching, sampling and the loop guard."""
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    """The optional LLM judge of long answers (off by default)."""
+    perplexity: bool = False
+    """Also measure perplexity (hf backend): held-out articles of `corpus`, and `perplexity_control` text."""
+    perplexity_control: str | None = None
+    """A JSQuAD file or plain-text file of general text for the control perplexity."""
+    perplexity_block_size: int = 256
+    """Window of the perplexity measurement, in tokens."""
+    perplexity_max_documents: int | None = None
+    """Use at most this many documents per perplexity domain."""
+    resume: bool = True
+    """Reuse answers already in output_dir/results.jsonl whose cache key matches."""
+    bootstrap_resamples: int = 1000
+    """Resamples of the bootstrap confidence intervals."""
+    seed: int = 0
+    """Seed of the bootstrap (generation.seed seeds sampling)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompt, dict):
+            self.prompt = PromptSettings(**self.prompt)
+        if isinstance(self.judge, dict):
+            self.judge = JudgeSettings(**self.judge)
+        if isinstance(self.generation, dict):
+            self.generation = GenerationSettings(**self.generation)
+        if isinstance(self.qa, str):
+            self.qa = [self.qa]
+        if not self.qa:
+            raise WikituneError("qa is empty: give at least one QA file (--qa FILE or qa=[...])")
+        if self.backend not in ("hf", "openai"):
+            raise WikituneError(f"backend must be hf or openai, got {self.backend!r}")
+        if self.backend == "openai" and not self.base_url:
+            raise WikituneError("backend=openai needs base_url (--base-url http://HOST:PORT/v1)")
+        if self.backend == "openai" and (self.adapter or self.tokenizer):
+            raise WikituneError("adapter and tokenizer are for the hf backend; serve the adapter with `wikitune serve --adapter` instead")
+        if self.mode not in ("closed", "rag"):
+            raise WikituneError(f"mode must be closed or rag, got {self.mode!r}")
+        if self.rag_k < 1:
+            raise WikituneError(f"rag_k must be 1 or more, got {self.rag_k}")
+        if self.perplexity and self.backend != "hf":
+            raise WikituneError("perplexity needs the model in process: backend=hf")
+        if self.perplexity_block_size < 2:
+            raise WikituneError(f"perplexity_block_size must be 2 or more, got {self.perplexity_block_size}")
+        if self.prompt.format == "chat_template" and self.prompt.date is None and self.adapter \
+                and (Path(self.adapter) / "config.yaml").is_file():
+            # the date the SFT run rendered its prompts with: the same prompt tokens at eval time
+            from wikitune.models import read_run_config
+
+            run_date = read_run_config(self.adapter).get("current_date")
+            if run_date:
+                self.prompt.date = str(run_date)
+        if self.bootstrap_resamples < 10:
+            raise WikituneError(f"bootstrap_resamples must be 10 or more, got {self.bootstrap_resamples}")
+
+    def cache_fields(self) -> dict[str, Any]:
+        """Everything besides the question that decides an answer."""
+        return {
+            "model": self.model, "tokenizer": self.tokenizer, "adapter": _adapter_identity(self.adapter), "tiny": self.tiny,
+            "dtype": self.dtype, "backend": self.backend, "base_url": self.base_url, "api": self.api,
+            "mode": self.mode, "corpus": self.corpus if self.mode == "rag" else None,
+            "rag_k": self.rag_k if self.mode == "rag" else None,
+            "prompt": asdict(self.prompt), "generation": asdict(self.generation),
+        }
+
+
+def _adapter_identity(adapter: str | None) -> str | None:
+    """The adapter path plus a hash of its weights file, so a retrained adapter is not a cache hit."""
+    if not adapter:
+        return None
+    for candidate in (Path(adapter) / "adapter_model.safetensors", Path(adapter) / "adapter" / "adapter_model.safetensors"):
+        if candidate.is_file():
+            return f"{adapter}#{hashlib.sha256(candidate.read_bytes()).hexdigest()[:16]}"
+    return str(adapter)
+
+
+def question_text(item: Any) -> str:
+    """The user message of a QA item (multiple-choice options listed after the question)."""
+    if item.choices:
+        return item.question + "\n選択肢: " + "、".join(item.choices)
+    return item.question
+
+
+def chat_messages(settings: PromptSettings, question: str, context: str | None = None) -> list[dict]:
+    """The chat-API form of a prompt: developer instructions (and retrieved context) as the system message."""
+    instructions = settings.developer or ""
+    if context:
+        instructions = (instructions + "\n\n" if instructions else "") + context
+    messages = [{"role": "system", "content": instructions}] if instructions else []
+    return messages + [{"role": "user", "content": question}]
+
+
+def result_record(item: Any, generation: Generation, *, set_name: str, cache_key: str,
+                  retrieved: list[int] | None = None, retrieval_hit: int | None = None) -> dict[str, Any]:
+    """One results.jsonl record (DESIGN.md) from a generation, with parsing and scores."""
+    from wikitune.evaluate.scoring import score_answer
+
+    parsed = parse_completion(generation.raw, stop_reason=generation.stop_reason)
+    final, analysis, flags = parsed.final, parsed.analysis, list(parsed.flags)
+    if generation.parsed is not None:  # a server separated the channels: trust them over the rebuilt raw
+        final = generation.parsed.get("final")
+        analysis = generation.parsed.get("analysis")
+        final = final.strip() if isinstance(final, str) else None
+        flags = [f for f in flags if f != "no_final"] + (["no_final"] if not final else [])
+        flags.append("raw_rebuilt")
+    record = {
+        "id": item.id, "question": item.question, "answer": item.answer, "domain": item.domain,
+        "raw": generation.raw, "final": final, "analysis": analysis, "flags": flags,
+        "scores": score_answer(final, item.answer, item.aliases), "new_tokens": generation.new_tokens,
+        "aliases": item.aliases, "set": set_name, "source": item.source, "stop_reason": generation.stop_reason,
+        "tokens_saved": generation.tokens_saved, "cache_key": cache_key,
+    }
+    if retrieved is not None:
+        record["retrieved"] = retrieved
+        record["retrieval_hit"] = retrieval_hit
+    return record
+
+
+def _load_cached(path: Path) -> dict[str, dict]:
+    cached: dict[str, dict] = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: answer that question again
+                    continue
+                if rec.get("cache_key"):
+                    cached[rec["cache_key"]] = rec
+    return cached
+
+
+def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
+    """Answer, score and summarise; returns the run directory.
+
+    Args:
+        cfg (QAEvalConfig): the resolved config.
+        backend: an already built HFBackend (reused by benchmarks); default built from cfg.
+
+    Raises:
+        WikituneError: bad QA specs, a model that cannot load, a server that cannot be reached.
+    """
+    from wikitune.evaluate.scoring import summarize
+    from wikitune.qa.loaders import load_qa_spec
+    from wikitune.train.config import write_config
+
+    out = Path(cfg.output_dir)
+    sets = [load_qa_spec(spec) for spec in cfg.qa]
+    items = [(qa_set.name, item) for qa_set in sets for item in qa_set.items]
+    ids: dict[str, str] = {}
+    for name, item in items:
+        if item.id in ids:
+            raise WikituneError(f"question id {item.id!r} is in both {ids[item.id]} and {name}: ids must be unique")
+        ids[item.id] = name
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, out / CONFIG)
+
+    base = json.dumps(cfg.cache_fields(), sort_keys=True, ensure_ascii=False)
+    keys = [hashlib.sha256(f"{base}|{item.id}|{question_text(item)}".encode("utf-8")).hexdigest()[:24] for _, item in items]
+    cached = _load_cached(out / RESULTS) if cfg.resume else {}
+    todo = [i for i, key in enumerate(keys) if key not in cached]
+    log.info("eval: %d questions, %d cached, %d to answer", len(items), len(items) - len(todo), len(todo))
+
+    index = None
+    if cfg.mode == "rag" and todo:
+        from wikitune.evaluate.rag import BM25Index
+
+        index = BM25Index.from_corpus(cfg.corpus)
+    started = time.perf_counter()
+    if cfg.backend == "hf" and backend is None and (todo or cfg.perplexity):
+        from wikitune.evaluate.generate import HFBackend
+        from wikitune.models import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, cfg.adapter, tiny=cfg.tiny, dtype=cfg.dtype)
+        backend = HFBackend(model, tokenizer, cfg.generation)
+    if todo:
+        answer = _answerer(cfg, backend)
+        mode = "a" if cfg.resume else "w"
+        with open(out / RESULTS, mode, encoding="utf-8") as f:
+            step = cfg.generation.batch_size if cfg.backend == "hf" else max(cfg.concurrency * 4, 1)
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                contexts, retrieved, hits = [], [], []
+                for i in chunk:
+                    name, item = items[i]
+                    if index is not None:
+                        from wikitune.evaluate.rag import format_context, retrieval_hit
+
+                        found = index.search(item.question, k=cfg.rag_k)
+                        contexts.append(format_context(found))
+                        retrieved.append([h.passage.pageid for h in found])
+                        hits.append(retrieval_hit(item.source, found))
+                    else:
+                        contexts.append(None)
+                generations = answer([question_text(items[i][1]) for i in chunk], contexts)
+                for j, (i, generation) in enumerate(zip(chunk, generations)):
+                    name, item = items[i]
+                    rec = result_record(item, generation, set_name=name, cache_key=keys[i],
+                                        retrieved=retrieved[j] if index is not None else None,
+                                        retrieval_hit=hits[j] if index is not None else None)
+                    cached[keys[i]] = rec
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                f.flush()
+    seconds = time.perf_counter() - started
+
+    # The final file: this run's questions in order, nothing stale.
+    records = [cached[key] for key in keys]
+    if cfg.judge.enabled:
+        from wikitune.evaluate.judge import judge_records
+
+        judge_records(records, cfg.judge)
+    tmp = out / (RESULTS + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(out / RESULTS)
+    summary = summarize(records, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    summary["sets"] = {name: summarize([r for r in records if r["set"] == name], resamples=cfg.bootstrap_resamples, seed=cfg.seed)["overall"]
+                       for name in dict.fromkeys(n for n, _ in items)}
+    summary["run"] = {"model": cfg.model, "adapter": cfg.adapter, "backend": cfg.backend, "mode": cfg.mode,
+                      "answered": len(todo), "cached": len(items) - len(todo),
+                      "seconds": round(seconds, 3), "questions_per_second": round(len(todo) / seconds, 3) if todo and seconds > 0 else None}
+    if cfg.perplexity:
+        from wikitune.evaluate.perplexity import control_texts, heldout_texts, perplexity
+
+        ppl = {"anime-heldout": perplexity(backend.model, backend.tokenizer, heldout_texts(cfg.corpus, limit=cfg.perplexity_max_documents),
+                                           block_size=cfg.perplexity_block_size)}
+        if cfg.perplexity_control:
+            ppl["control"] = perplexity(backend.model, backend.tokenizer, control_texts(cfg.perplexity_control, limit=cfg.perplexity_max_documents),
+                                        block_size=cfg.perplexity_block_size)
+        summary["perplexity"] = ppl
+    (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _answerer(cfg: QAEvalConfig, backend: Any):
+    """A function (questions, contexts) -> generations for the configured backend."""
+    if cfg.backend == "openai":
+        from wikitune.evaluate.generate import OpenAIBackend
+
+        client = backend or OpenAIBackend(cfg.base_url, cfg.model, cfg.generation, api=cfg.api, concurrency=cfg.concurrency)
+        return lambda questions, contexts: client.chat(
+            [chat_messages(cfg.prompt, q, c) for q, c in zip(questions, contexts)], reasoning_effort=cfg.prompt.reasoning_effort)
+    if cfg.prompt.format == "chat_template":
+        from wikitune.evaluate.harmony import render_with_chat_template
+
+        return lambda questions, contexts: backend.generate(
+            [render_with_chat_template(backend.tokenizer, cfg.prompt, q, context=c) for q, c in zip(questions, contexts)])
+    return lambda questions, contexts: backend.generate(
+        [render_prompt(cfg.prompt, q, context=c) for q, c in zip(questions, contexts)])

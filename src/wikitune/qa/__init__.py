@@ -1,0 +1,9 @@
+"""QA sets: mined from a corpus (`qa build`), loaded from JAQKET/JSQuAD/JCommonsenseQA, or built in.
+
+    from wikitune.qa import load_qa
+    questions = load_qa(["qa/demo/test.jsonl", "builtin:seed", "jaqket:../shared/data/qa-jaqket/jaqket_aio01_train_derived.jsonl"])
+"""
+
+from wikitune.qa.loaders import QAItem, QASet, load_qa, load_qa_spec
+
+__all__ = ["QAItem", "QASet", "load_qa", "load_qa_spec"]

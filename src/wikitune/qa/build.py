@@ -1,0 +1,392 @@
+"""`wikitune qa build`: question/answer pairs mined from a corpus's infoboxes and lead sentences.
+
+    wikitune qa build corpus/demo --out qa/demo
+    # -> qa/demo/train.jsonl   facts for SFT (articles CPT trains on)
+    #    qa/demo/test.jsonl    other facts of those same articles (memorisation)
+    #    qa/demo/unseen.jsonl  facts of held-out articles CPT never sees (generalisation)
+    #    qa/demo/manifest.json counts per split and rule, what was skipped and why
+
+Rule-based and deterministic: each rule turns one infobox field (監督, シリーズ構成, アニメーション制作,
+放送開始, 話数, 原作, a character's 声優, a company's 設立 and 本社所在地, ...) or one "Xは…。" lead
+sentence into a question. Answers get aliases: bracket-less forms ("雨森千景（アトリエ霧雨）" ->
+"雨森千景"), the title and redirects of the corpus article the answer names, and forms without a
+job title or counter ("代表取締役 篠原美咲" -> "篠原美咲", "全12話" -> "12話"). A question that two
+facts would answer differently is dropped (ambiguous), and so is a multi-valued field.
+
+The article split is `wikitune.split.is_heldout` (shared with CPT); inside training articles a
+fact goes to test when a hash of its id falls below `test_fraction`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from wikitune.errors import WikituneError
+from wikitune.qa.llm import LLMQuestionSettings, propose_questions
+from wikitune.split import is_heldout
+from wikitune.text.ja import bracketless, normalize_answer, split_sentences
+
+log = logging.getLogger(__name__)
+
+# What a work infobox's sub-template is called in a question.
+_MEDIUM = {
+    "tvanime": "テレビアニメ", "movie": "劇場アニメ", "ova": "OVA", "ona": "ONA",
+    "manga": "漫画", "novel": "小説", "game": "ゲーム",
+}
+
+# Work fields: field -> question template ({w}: 『title』 with its medium).
+_WORK_RULES = {
+    "監督": "{w}の監督は誰ですか？",
+    "シリーズ構成": "{w}でシリーズ構成を担当したのは誰ですか？",
+    "脚本": "{w}の脚本を担当したのは誰ですか？",
+    "キャラクターデザイン": "{w}のキャラクターデザインを担当したのは誰ですか？",
+    "メカニックデザイン": "{w}のメカニックデザインを担当したのは誰ですか？",
+    "美術監督": "{w}の美術監督は誰ですか？",
+    "音楽": "{w}の音楽を担当したのは誰ですか？",
+    "アニメーション制作": "{w}のアニメーション制作を担当した会社はどこですか？",
+    "制作": "{w}を制作したアニメーション制作会社はどこですか？",
+    "原作": "{w}の原作者（原作）は誰ですか？",
+    "放送局": "{w}を放送したテレビ局はどこですか？",
+    "放送開始": "{w}の放送が始まったのはいつですか？",
+    "話数": "{w}は全何話ですか？",
+    "封切日": "{w}が公開されたのはいつですか？",
+    "発売日": "{w}が発売されたのはいつですか？",
+    "上映時間": "{w}の上映時間は何分ですか？",
+    "配給": "{w}の配給会社はどこですか？",
+    "興行収入": "{w}の興行収入はいくらですか？",
+    "作者": "{w}の作者は誰ですか？",
+    "著者": "{w}の著者は誰ですか？",
+    "作画": "{w}の作画を担当したのは誰ですか？",
+    "イラスト": "{w}のイラストを担当したのは誰ですか？",
+    "出版社": "{w}の出版社はどこですか？",
+    "掲載誌": "{w}が連載された雑誌は何ですか？",
+    "レーベル": "{w}のレーベルは何ですか？",
+    "巻数": "{w}の巻数は何巻ですか？",
+}
+# Fields of people, voice actors, characters, companies, municipalities: {n} is the name.
+_ENTITY_RULES = {
+    "character": {
+        "声優": "{work}に登場する{n}の声優は誰ですか？",
+        "所属": "{work}に登場する{n}の所属は何ですか？",
+        "誕生日": "{work}に登場する{n}の誕生日はいつですか？",
+    },
+    "person": {
+        "生年月日": "{n}の生年月日はいつですか？",
+        "出身地": "{n}の出身地はどこですか？",
+        "所属": "{n}の所属先はどこですか？",
+        "所属事務所": "声優の{n}の所属事務所はどこですか？",
+        "血液型": "{n}の血液型は何型ですか？",
+    },
+    "company": {
+        "設立": "{n}が設立されたのはいつですか？",
+        "本社所在地": "{n}の本社はどこにありますか？",
+        "代表者": "{n}の代表者は誰ですか？",
+        "資本金": "{n}の資本金はいくらですか？",
+    },
+    "municipality": {
+        "都道府県": "{n}はどの都道府県にありますか？",
+        "市長": "{n}の市長は誰ですか？",
+        "市の木": "{n}の市の木は何ですか？",
+        "市の花": "{n}の市の花は何ですか？",
+    },
+}
+# Lead-sentence facts "(の)<attr>は<value>。": attr -> template ({n}: the article title).
+_LEAD_RULES = {
+    "県庁所在地": "{n}の県庁所在地はどこですか？",
+    "主催": "{n}の主催者はどこですか？",
+    "略称": "{n}の略称は何ですか？",
+}
+_LEAD_PATTERN = re.compile(r"(?:^|[。、]\s*)(?P<attr>" + "|".join(_LEAD_RULES) + r")は「?(?P<value>[^。、「」]{1,30}?)」?(?:である|です)?。")
+
+_TITLES = re.compile(r"^(代表取締役社長|代表取締役会長|代表取締役|取締役|社長|会長|代表)\s*")
+_ETC = re.compile(r"(ほか|など|他)$")
+_MULTI = re.compile(r"[、,，/／]| - |・.*・")
+_COUNTER = re.compile(r"^全(\d+)(話|巻)$")
+
+
+@dataclass
+class QABuildConfig:
+    """Options of `wikitune qa build`."""
+
+    corpus: Path
+    """Corpus directory written by `extract` or `crawl` (reads articles.jsonl, and index.sqlite for redirects)."""
+    out: Path
+    """QA directory to write: train.jsonl, test.jsonl, unseen.jsonl, manifest.json."""
+    test_fraction: float = 0.2
+    """Share of the facts of training articles that go to test.jsonl instead of train.jsonl."""
+    heldout_fraction: float = 0.1
+    """Share of articles held out from training (must match CPT's; see wikitune.split)."""
+    split_seed: str = "wikitune"
+    """Seed of the fact split inside training articles (the article split is CPT's, seedless)."""
+    domain: str = "anime"
+    """Domain tag written into every record."""
+    max_answer_chars: int = 40
+    """Longer field values are not short answers and are skipped."""
+    llm: "LLMQuestionSettings | None" = None
+    """Optional LLM question writer (an OpenAI-compatible server); None: rule-based only."""
+
+    def __post_init__(self) -> None:
+        self.corpus = Path(self.corpus)
+        self.out = Path(self.out)
+        if not (self.corpus / "articles.jsonl").is_file():
+            raise WikituneError(f"{self.corpus} has no articles.jsonl: give a corpus directory written by `wikitune extract`")
+        for name in ("test_fraction", "heldout_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise WikituneError(f"{name} must be in [0, 1), got {value}")
+        if self.max_answer_chars < 1:
+            raise WikituneError(f"max_answer_chars must be 1 or more, got {self.max_answer_chars}")
+
+
+@dataclass
+class Fact:
+    """One mined question before splitting."""
+
+    id: str
+    question: str
+    answer: str
+    aliases: list[str]
+    pageid: int
+    title: str
+    rule: str
+
+
+@dataclass
+class QABuildResult:
+    out: Path
+    counts: dict[str, int]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _kind(template: str) -> tuple[str, str | None]:
+    """(kind, medium) of an infobox template name."""
+    t = template.replace("_", " ").strip()
+    low = t.casefold()
+    if low.startswith("infobox animanga/"):
+        sub = low.split("/", 1)[1].strip()
+        if sub == "character":
+            return "character", None
+        if sub in _MEDIUM:
+            return "work", _MEDIUM[sub]
+        return "other", None
+    if t in ("声優", "Infobox 人物", "Infobox人物", "人物", "ActorActress", "Infobox 声優") or "人物" in t:
+        return "person", None
+    if "会社" in t or "企業" in t or "company" in low:
+        return "company", None
+    if "市町村" in t:
+        return "municipality", None
+    return "other", None
+
+
+def _title_index(corpus: Path, records: list[dict]) -> dict[str, list[str]]:
+    """normalised name -> [article title, its bracket-less form, redirects to it]."""
+    redirects: dict[str, list[str]] = {}
+    index_db = corpus / "index.sqlite"
+    if index_db.is_file():
+        db = sqlite3.connect(f"file:{index_db}?mode=ro", uri=True)
+        try:
+            for title, target in db.execute("SELECT title, redirect FROM pages WHERE redirect IS NOT NULL AND ns=0"):
+                redirects.setdefault(target, []).append(title)
+        except sqlite3.Error as err:  # an index of another version: redirects are a bonus
+            log.warning("cannot read redirects from %s: %s", index_db, err)
+        finally:
+            db.close()
+    names: dict[str, list[str]] = {}
+    for rec in records:
+        title = rec["title"]
+        forms = [title, *sorted(redirects.get(title, []))]
+        short = bracketless(title)
+        if short:
+            forms.append(short)
+        for infobox in rec.get("infobox") or []:
+            name = (infobox.get("fields") or {}).get("名前") or ""
+            if name and normalize_answer(name) == normalize_answer(title.replace(" ", "")):
+                forms.append(name)
+        for form in forms:
+            names.setdefault(normalize_answer(form), [])
+            for f in forms:
+                if f not in names[normalize_answer(form)]:
+                    names[normalize_answer(form)].append(f)
+    return names
+
+
+def answer_aliases(answer: str, names: dict[str, list[str]]) -> list[str]:
+    """Other accepted spellings of `answer`: bracket-less forms, titles/redirects, forms without a job title or counter."""
+    candidates: list[str] = []
+    short = bracketless(answer)
+    if short:
+        candidates.append(short)
+    for pattern in (_TITLES, _ETC):
+        shorter = pattern.sub("", answer)
+        if shorter != answer:
+            candidates.append(shorter)
+    counter = _COUNTER.match(answer)
+    if counter:
+        candidates.append(counter.group(1) + counter.group(2))
+    for form in [answer, *candidates]:
+        candidates.extend(names.get(normalize_answer(form), []))
+    seen = {normalize_answer(answer)}
+    out = []
+    for c in candidates:
+        key = normalize_answer(c)
+        if key and key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def _usable(value: str, max_chars: int) -> str | None:
+    """Why a field value is not a short answer, or None when it is."""
+    if not value.strip():
+        return "empty"
+    if len(value) > max_chars:
+        return "too_long"
+    if "http" in value or "://" in value:
+        return "url"
+    if _MULTI.search(bracketless(value) or value):
+        return "multi_valued"
+    return None
+
+
+def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, skipped: Counter) -> Iterator[Fact]:
+    """Every fact of one article record, with rule names like `work:監督` or `lead:略称`."""
+    pageid, title = int(record["pageid"]), record["title"]
+    covered: set[str] = set()
+
+    def fact(key: str, rule: str, question: str, answer: str) -> Fact | None:
+        answer = answer.strip()
+        why = _usable(answer, cfg.max_answer_chars)
+        if why:
+            skipped[why] += 1
+            return None
+        return Fact(
+            id=f"{pageid}:{key}", question=question, answer=answer,
+            aliases=answer_aliases(answer, names), pageid=pageid, title=title, rule=rule,
+        )
+
+    for i, infobox in enumerate(record.get("infobox") or []):
+        template, fields = infobox.get("template", ""), infobox.get("fields") or {}
+        kind, medium = _kind(template)
+        if kind == "work":
+            work_title = fields.get("タイトル") or title
+            w = f"{medium}『{work_title}』"
+            for name, template_q in _WORK_RULES.items():
+                if fields.get(name):
+                    made = fact(f"{i}:{name}", f"work:{name}", template_q.format(w=w), fields[name])
+                    if made:
+                        covered.add(name)
+                        yield made
+        elif kind in _ENTITY_RULES:
+            n = fields.get("名前") or fields.get("社名") or fields.get("自治体名") or title
+            if kind == "company":
+                n = title  # 社名 carries 株式会社; people ask about the common name
+            work = f"『{fields['作品']}』" if fields.get("作品") else "作品"
+            for name, template_q in _ENTITY_RULES[kind].items():
+                if fields.get(name):
+                    made = fact(f"{i}:{name}", f"{kind}:{name}", template_q.format(n=n, work=work), fields[name])
+                    if made:
+                        covered.add(name)
+                        yield made
+    lead = " ".join(split_sentences((record.get("text") or "").split("\n\n")[0])[:4])
+    for match in _LEAD_PATTERN.finditer(lead):
+        attr = match.group("attr")
+        if attr in covered:
+            continue
+        covered.add(attr)
+        made = fact(f"lead:{attr}", f"lead:{attr}", _LEAD_RULES[attr].format(n=title), match.group("value"))
+        if made:
+            yield made
+
+
+def _fact_in_test(fact_id: str, fraction: float, seed: str) -> bool:
+    digest = hashlib.sha256(f"{seed}:fact:{fact_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResult:
+    """Mine, deduplicate, split and write the QA files of a corpus.
+
+    `llm_backend` replaces the OpenAI client of `cfg.llm` (anything with `.chat(conversations)`).
+
+    Returns:
+        QABuildResult: the output directory and the number of questions per file.
+
+    Raises:
+        WikituneError: the corpus is missing or yields no question at all.
+    """
+    with open(cfg.corpus / "articles.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    names = _title_index(cfg.corpus, records)
+    skipped: Counter = Counter()
+    facts: list[Fact] = []
+    for record in records:
+        facts.extend(mine_facts(record, names, cfg, skipped))
+    if cfg.llm is not None:
+        known = {normalize_answer(f.question) for f in facts}
+        per_page: Counter = Counter()
+        for record, proposal in propose_questions(records, cfg.llm, max_answer_chars=cfg.max_answer_chars,
+                                                  skipped=skipped, backend=llm_backend):
+            key = normalize_answer(proposal["question"])
+            if key in known:
+                skipped["llm_duplicate"] += 1
+                continue
+            known.add(key)
+            pageid = int(record["pageid"])
+            per_page[pageid] += 1
+            facts.append(Fact(id=f"{pageid}:llm:{per_page[pageid]}", question=proposal["question"], answer=proposal["answer"],
+                              aliases=answer_aliases(proposal["answer"], names), pageid=pageid, title=record["title"], rule="llm"))
+
+    # A question two facts answer differently is ambiguous; the same answer twice is one question.
+    by_question: dict[str, list[Fact]] = {}
+    for f in facts:
+        by_question.setdefault(f.question, []).append(f)
+    kept: list[Fact] = []
+    for question, group in by_question.items():
+        answers = {normalize_answer(f.answer) for f in group}
+        if len(answers) > 1:
+            skipped["ambiguous"] += len(group)
+            continue
+        if len(group) > 1:
+            skipped["duplicate"] += len(group) - 1
+        kept.append(group[0])
+    if not kept:
+        raise WikituneError(f"{cfg.corpus} yields no question: its articles have no infobox field or lead sentence the rules know")
+
+    splits: dict[str, list[dict]] = {"train": [], "test": [], "unseen": []}
+    rules: Counter = Counter()
+    for f in sorted(kept, key=lambda f: (f.pageid, f.id)):
+        if is_heldout(f.pageid, cfg.heldout_fraction):
+            name = "unseen"
+        elif _fact_in_test(f.id, cfg.test_fraction, cfg.split_seed):
+            name = "test"
+        else:
+            name = "train"
+        rules[f.rule] += 1
+        splits[name].append({
+            "id": f"{name}:{f.id}", "question": f.question, "answer": f.answer, "aliases": f.aliases,
+            "domain": cfg.domain, "split": "train" if name == "train" else "test",
+            "source": {"pageid": f.pageid, "title": f.title},
+        })
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        with open(cfg.out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    counts = {name: len(rows) for name, rows in splits.items()}
+    manifest = {
+        "corpus": str(cfg.corpus), "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "llm_prompt": "wikitune/data/qa_generation_prompt.ja.md" if cfg.llm is not None else None,
+        "counts": counts, "articles": len(records),
+        "heldout_articles": sum(is_heldout(int(r["pageid"]), cfg.heldout_fraction) for r in records),
+        "rules": dict(sorted(rules.items())), "skipped": dict(sorted(skipped.items())),
+    }
+    (cfg.out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return QABuildResult(out=cfg.out, counts=counts, manifest=manifest)

@@ -1,0 +1,222 @@
+"""Load QA sets into one shape, each question tagged with a domain ("anime", "control", ...).
+
+A QA spec is `[FORMAT:]PATH[@DOMAIN]`:
+
+    qa/demo/test.jsonl                    # wikitune QA JSONL (DESIGN.md); domain from the records
+    qa/demo/unseen.jsonl@anime-unseen     # ... with the domain overridden
+    builtin:seed                          # the seed report's 5 questions (3 anime, 2 control)
+    jaqket:PATH                           # JAQKET/AIO: rows with anime_keywords -> "anime", others -> "control"
+    jaqket-anime:PATH / jaqket-control:PATH   # only one side of it
+    jsquad:PATH                           # JSQuAD (SQuAD v1.1 JSON): closed-book, domain "control"
+    jcommonsenseqa:PATH                   # JCommonsenseQA: answer = the labelled choice, domain "control"
+
+Formats are also recognised from the content when no prefix is given. `:N` after a path keeps the
+first N questions of that file (`jsquad:valid.json:200`), deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from wikitune.errors import WikituneError
+from wikitune.qa.builtin import BUILTIN_SETS
+
+FORMATS = ("wikitune", "builtin", "jaqket", "jaqket-anime", "jaqket-control", "jsquad", "jcommonsenseqa")
+
+
+@dataclass
+class QAItem:
+    """One question (the QA JSONL record of DESIGN.md, plus optional choices and context)."""
+
+    id: str
+    question: str
+    answer: str
+    aliases: list[str] = field(default_factory=list)
+    domain: str = "anime"
+    split: str | None = None
+    source: dict | None = None
+    choices: list[str] | None = None
+    """Multiple-choice options (JCommonsenseQA, some JAQKET rows); shown to the model when present."""
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["choices"] is None:
+            del out["choices"]
+        return out
+
+
+@dataclass
+class QASet:
+    """A named list of questions (nanochat's Task, reduced to what eval needs)."""
+
+    name: str
+    items: list[QAItem]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[QAItem]:
+        return iter(self.items)
+
+    def domains(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.domain] = counts.get(item.domain, 0) + 1
+        return counts
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise WikituneError(f"{path}:{lineno} is not JSON ({err.msg}): a QA file has one JSON object per line") from err
+
+
+def _load_wikitune(path: Path) -> list[QAItem]:
+    items = []
+    for row in _read_jsonl(path):
+        missing = [k for k in ("id", "question", "answer") if k not in row]
+        if missing:
+            raise WikituneError(f"{path}: a record lacks {', '.join(missing)}; see the QA file format in DESIGN.md")
+        items.append(QAItem(
+            id=str(row["id"]), question=row["question"], answer=row["answer"] or "",
+            aliases=list(row.get("aliases") or []), domain=row.get("domain") or "anime",
+            split=row.get("split"), source=row.get("source"), choices=row.get("choices"),
+        ))
+    return items
+
+
+def _load_jaqket(path: Path, keep: str | None) -> list[QAItem]:
+    items = []
+    for row in _read_jsonl(path):
+        domain = "anime" if row.get("anime_keywords") else "control"
+        if keep and domain != keep:
+            continue
+        items.append(QAItem(
+            id=f"jaqket:{row['id']}", question=row["question"], answer=row["answer"],
+            domain=domain, split="test", choices=row.get("choices") or None,
+        ))
+    return items
+
+
+def _load_jsquad(path: Path) -> list[QAItem]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    items = []
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                if qa.get("is_impossible"):
+                    continue
+                texts = list(dict.fromkeys(a["text"] for a in qa["answers"]))
+                items.append(QAItem(
+                    id=f"jsquad:{qa['id']}", question=qa["question"], answer=texts[0], aliases=texts[1:],
+                    domain="control", split="test", source={"pageid": None, "title": article["title"]},
+                ))
+    return items
+
+
+def _load_jcommonsenseqa(path: Path) -> list[QAItem]:
+    items = []
+    for row in _read_jsonl(path):
+        choices = [row[f"choice{i}"] for i in range(5)]
+        items.append(QAItem(
+            id=f"jcommonsenseqa:{row['q_id']}", question=row["question"], answer=choices[int(row["label"])],
+            domain="control", split="test", choices=choices,
+        ))
+    return items
+
+
+def _sniff(path: Path) -> str:
+    """The format of a QA file, from its first record."""
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith('{"data"') or head.startswith('{\n') and '"data"' in head[:100]:
+        return "jsquad"
+    first = head.split("\n", 1)[0]
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return "wikitune"  # let the wikitune loader give the line-numbered error
+    if "q_id" in row and "choice0" in row:
+        return "jcommonsenseqa"
+    if "anime_keywords" in row:
+        return "jaqket"
+    return "wikitune"
+
+
+_SPEC = re.compile(r"^(?:(?P<fmt>[a-z-]+):)?(?P<path>.+?)(?::(?P<limit>\d+))?(?:@(?P<domain>[\w.-]+))?$")
+
+
+def load_qa_spec(spec: str) -> QASet:
+    """One QA set from a spec `[FORMAT:]PATH[:N][@DOMAIN]` (see the module docstring).
+
+    Raises:
+        WikituneError: unknown format, missing file, or a file that is not in the format.
+    """
+    match = _SPEC.match(spec)
+    if not match:
+        raise WikituneError(f"cannot read the QA spec {spec!r}: write [FORMAT:]PATH[:N][@DOMAIN]")
+    fmt, path_s, limit, domain = match["fmt"], match["path"], match["limit"], match["domain"]
+    if fmt and fmt not in FORMATS:  # e.g. a Windows drive letter or a path with a colon
+        path_s, fmt = f"{fmt}:{path_s}", None
+    if fmt == "builtin":
+        if path_s not in BUILTIN_SETS:
+            raise WikituneError(f"no built-in QA set {path_s!r}; built-in sets: {', '.join(sorted(BUILTIN_SETS))}")
+        items = [QAItem(split="test", **row) for row in BUILTIN_SETS[path_s]]
+        name = f"builtin:{path_s}"
+    else:
+        path = Path(path_s)
+        if not path.is_file():
+            raise WikituneError(f"QA file {path} does not exist (a spec is [FORMAT:]PATH[:N][@DOMAIN])")
+        fmt = fmt or _sniff(path)
+        try:
+            if fmt == "wikitune":
+                items = _load_wikitune(path)
+            elif fmt.startswith("jaqket"):
+                items = _load_jaqket(path, {"jaqket-anime": "anime", "jaqket-control": "control"}.get(fmt))
+            elif fmt == "jsquad":
+                items = _load_jsquad(path)
+            else:
+                items = _load_jcommonsenseqa(path)
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, WikituneError):
+                raise
+            raise WikituneError(f"{path} is not a {fmt} QA file (missing or bad field {err})") from err
+        name = path.stem if fmt == "wikitune" else f"{fmt}:{path.name}"
+    if limit:
+        items = items[: int(limit)]
+    if domain:
+        for item in items:
+            item.domain = domain
+    return QASet(name=name, items=items)
+
+
+def load_qa(specs: Iterable[str] | str) -> QASet:
+    """All questions of several specs, in order; ids must be unique across them.
+
+    Raises:
+        WikituneError: a bad spec, or two questions with one id (the result cache is keyed by id).
+    """
+    if isinstance(specs, (str, Path)):
+        specs = [str(specs)]
+    items: list[QAItem] = []
+    names = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        qa_set = load_qa_spec(str(spec))
+        names.append(qa_set.name)
+        for item in qa_set.items:
+            if item.id in seen:
+                raise WikituneError(f"question id {item.id!r} is in both {seen[item.id]} and {qa_set.name}: ids must be unique")
+            seen[item.id] = qa_set.name
+            items.append(item)
+    if not items:
+        raise WikituneError(f"no questions in {', '.join(map(str, specs))}")
+    return QASet(name="+".join(names), items=items)

@@ -1,0 +1,1 @@
+"""Japanese text utilities: answer normalisation, bracket-less forms, tokenisation for retrieval."""

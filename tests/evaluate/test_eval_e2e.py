@@ -1,0 +1,243 @@
+"""End to end: the tiny gpt-oss answers a QA file through the in-process backend and through a real
+OpenAI-compatible HTTP server (`wikitune serve`'s app on 127.0.0.1), results and summary per DESIGN.md."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from wikitune.errors import WikituneError
+from wikitune.evaluate.run import QAEvalConfig, run_eval
+from wikitune.train.config import load_config
+
+RESULT_KEYS = {"id", "question", "answer", "domain", "raw", "final", "analysis", "flags", "scores", "new_tokens"}
+
+
+@pytest.fixture(scope="module")
+def tiny(demo_corpus, tmp_path_factory):
+    from wikitune.models import load_model_and_tokenizer, train_bpe_tokenizer
+
+    texts = [json.loads(line)["text"] for line in (demo_corpus / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
+    tok_dir = tmp_path_factory.mktemp("tok")
+    train_bpe_tokenizer(texts, 2000, tok_dir)
+    model, tokenizer = load_model_and_tokenizer("tiny-gpt-oss", tokenizer=tok_dir)
+    return model, tokenizer, tok_dir
+
+
+def records(run):
+    return [json.loads(line) for line in (run / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def config(tmp_path, qa, tok_dir, *extra):
+    return load_config(QAEvalConfig, None, [f"output_dir={tmp_path}", f"tokenizer={tok_dir}", f"qa={json.dumps(qa)}",
+                                            "generation.max_new_tokens=24", "generation.batch_size=4", *extra])
+
+
+def test_hf_backend_end_to_end_and_resume(tiny, demo_qa, tmp_path):
+    model, tokenizer, tok_dir = tiny
+    qa = [f"{demo_qa / 'test.jsonl'}:6", f"{demo_qa / 'unseen.jsonl'}:3@anime-unseen", "builtin:seed"]
+    cfg = config(tmp_path / "run", qa, tok_dir)
+    run = run_eval(cfg)
+    rows = records(run)
+    assert len(rows) == 14 and [r["id"] for r in rows][-5:] == [f"seed:{n}" for n in ("paniponi", "shinzou", "katsura", "kokusai", "nisa")]
+    for r in rows:
+        assert RESULT_KEYS <= set(r)
+        assert 0 < r["new_tokens"] <= 24
+        assert not r["raw"].startswith("<|start|>system") and r["question"] not in r["raw"]  # no prompt echo
+        assert ("truncated" in r["flags"]) == (r["stop_reason"] == "length")
+        assert ("no_final" in r["flags"]) == (r["final"] is None)
+        assert (r["scores"] == {}) == (r["answer"] == "")  # the control questions have no gold string
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["domains"]) == {"anime", "anime-unseen", "control"}
+    assert summary["domains"]["anime"]["n"] == 9 and summary["domains"]["control"]["n"] == 2
+    assert set(summary["sets"]) == {"test", "unseen", "builtin:seed"}
+    em = summary["domains"]["anime"]["scores"]["exact_match"]
+    assert em["n"] == 9 and len(em["ci95"]) == 2 and em["ci95"][0] <= em["mean"] <= em["ci95"][1]
+    config_text = (run / "config.yaml").read_text()
+    assert "max_new_tokens: 24" in config_text and "reasoning_effort: low" in config_text
+
+    # resumable: the same settings answer nothing again; a different prompt setting answers all again
+    again = run_eval(cfg)
+    assert json.loads((again / "summary.json").read_text())["run"]["answered"] == 0
+    assert records(again) == rows
+    changed = run_eval(config(tmp_path / "run", qa, tok_dir, "prompt.reasoning_effort=high"))
+    assert json.loads((changed / "summary.json").read_text())["run"]["answered"] == 14
+
+
+def test_rag_mode_records_retrieval(tiny, demo_corpus, demo_qa, tmp_path):
+    model, tokenizer, tok_dir = tiny
+    cfg = config(tmp_path / "rag", [f"{demo_qa / 'test.jsonl'}:8"], tok_dir, "mode=rag", f"corpus={demo_corpus}", "generation.max_new_tokens=8")
+    run = run_eval(cfg)
+    rows = records(run)
+    assert all(r["retrieved"] and r["retrieval_hit"] in (0, 1) for r in rows)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["domains"]["anime"]["retrieval_hit_rate"]["n"] == 8
+    assert summary["domains"]["anime"]["retrieval_hit_rate"]["mean"] >= 0.5
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(WikituneError, match="unknown config key"):
+        load_config(QAEvalConfig, None, ["nope=1"])
+    with pytest.raises(WikituneError, match="needs base_url"):
+        load_config(QAEvalConfig, None, ["backend=openai"])
+    with pytest.raises(WikituneError, match="reasoning_effort"):
+        load_config(QAEvalConfig, None, ["prompt.reasoning_effort=extreme"])
+    with pytest.raises(WikituneError, match="max_new_tokens"):
+        load_config(QAEvalConfig, None, ["generation.max_new_tokens=0"])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny):
+    import uvicorn
+
+    from wikitune.evaluate.server import create_app
+
+    model, tokenizer, _ = tiny
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(model, tokenizer, model_name="tiny"), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the test server did not start"
+    yield f"http://127.0.0.1:{port}/v1"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_openai_backend_against_a_real_local_server(tiny, server, demo_qa, tmp_path, api):
+    """Greedy answers through HTTP equal the in-process ones: same prompt, same model, same tokens."""
+    _, _, tok_dir = tiny
+    qa = [f"{demo_qa / 'test.jsonl'}:5", "builtin:seed"]
+    local = records(run_eval(config(tmp_path / "hf", qa, tok_dir)))
+    remote_cfg = load_config(QAEvalConfig, None, [f"output_dir={tmp_path / 'http'}", f"qa={json.dumps(qa)}", "backend=openai",
+                                                  f"base_url={server}", "model=tiny", "generation.max_new_tokens=24", "concurrency=3",
+                                                  f"api={api}"])
+    remote = records(run_eval(remote_cfg))
+    assert [r["id"] for r in remote] == [r["id"] for r in local]
+    for a, b in zip(local, remote):
+        assert b["raw"] == a["raw"] and b["flags"] == a["flags"] and b["new_tokens"] == a["new_tokens"]
+        assert b["final"] == a["final"] and b["scores"] == a["scores"]
+
+
+def test_server_api_shape_and_errors(server):
+    import httpx
+
+    models = httpx.get(f"{server}/models").json()
+    assert models["data"][0]["id"] == "tiny"
+    body = {"model": "tiny", "messages": [{"role": "system", "content": "簡潔に。"}, {"role": "user", "content": "銀魂で、桂小太郎のあだ名は？"}],
+            "max_tokens": 6, "reasoning_effort": "low"}
+    reply = httpx.post(f"{server}/chat/completions", json=body, timeout=60).json()
+    choice = reply["choices"][0]
+    assert choice["message"]["role"] == "assistant" and "raw" in choice["message"]
+    assert reply["usage"]["completion_tokens"] <= 6 and choice["finish_reason"] in ("stop", "length")
+    assert reply["wikitune"]["stop_reason"] in ("stop", "length", "loop")
+    bad = httpx.post(f"{server}/chat/completions", json={"messages": [{"role": "tool", "content": "x"}]}, timeout=60)
+    assert bad.status_code == 400 and "unsupported message role" in bad.json()["error"]["message"]
+    assert httpx.post(f"{server}/chat/completions", json={"messages": []}, timeout=60).status_code == 400
+    assert httpx.post(f"{server}/chat/completions", json={**body, "stream": True}, timeout=60).status_code == 400
+
+
+def test_eval_with_perplexity(tiny, demo_corpus, tmp_path):
+    from tests.conftest import shared_file
+
+    _, _, tok_dir = tiny
+    jsquad = shared_file("qa-jglue", "jsquad-valid-v1.3.json")
+    cfg = config(tmp_path / "ppl", ["builtin:seed"], tok_dir, "perplexity=true", f"corpus={demo_corpus}",
+                 f"perplexity_control={jsquad}", "perplexity_max_documents=5", "generation.max_new_tokens=4")
+    summary = json.loads((run_eval(cfg) / "summary.json").read_text())
+    assert set(summary["perplexity"]) == {"anime-heldout", "control"}
+    for block in summary["perplexity"].values():
+        assert block["tokens"] > 0 and block["perplexity"] > 1
+    with pytest.raises(WikituneError, match="backend=hf"):
+        load_config(QAEvalConfig, None, ["perplexity=true", "backend=openai", "base_url=http://127.0.0.1:1/v1"])
+
+
+def test_judge_through_a_real_server(server):
+    """The judge's request path against the served tiny model: its random verdict is unreadable -> judge_failed, no score."""
+    from wikitune.evaluate.judge import JudgeSettings, judge_records
+
+    recs = [{"question": "NISAの概要は？", "answer": "", "final": "非課税の制度です。", "flags": [], "scores": {}}]
+    settings = JudgeSettings(enabled=True, base_url=server, model="tiny", max_new_tokens=8, concurrency=2)
+    assert judge_records(recs, settings) == 1
+    assert recs[0]["judge"]["model"] == "tiny"
+    assert ("judge" in recs[0]["scores"]) != ("judge_failed" in recs[0]["flags"])
+
+
+def test_chat_template_format_end_to_end(tiny, tmp_path):
+    _, _, tok_dir = tiny
+    harmony = records(run_eval(config(tmp_path / "h", ["builtin:seed"], tok_dir, "prompt.developer=null", "prompt.date='2025-01-01'")))
+    template = records(run_eval(config(tmp_path / "t", ["builtin:seed"], tok_dir, "prompt.developer=null", "prompt.date='2025-01-01'",
+                                       "prompt.format=chat_template")))
+    # without a developer message both renderers give the same prompt, hence the same greedy answers
+    assert [r["raw"] for r in template] == [r["raw"] for r in harmony]
+
+
+def test_llm_question_writer_through_a_real_server(server, demo_corpus, tmp_path):
+    """`qa build --llm-base-url` against the served tiny model: its random replies hold no question, so every
+    article is counted as unparsable and the rule-based files are what remains."""
+    from wikitune.qa.build import QABuildConfig, run_qa_build
+    from wikitune.qa.llm import LLMQuestionSettings
+
+    llm = LLMQuestionSettings(base_url=server, model="tiny", per_article=1, max_new_tokens=8, concurrency=4)
+    result = run_qa_build(QABuildConfig(corpus=demo_corpus, out=tmp_path / "qa", llm=llm))
+    assert result.manifest["skipped"]["llm_no_parsable_reply"] == result.manifest["articles"]
+    assert result.counts["train"] > 100
+
+
+def test_resume_after_a_kill_mid_line(tiny, tmp_path):
+    """A results.jsonl cut mid-record (the run was killed) loses only that record."""
+    _, _, tok_dir = tiny
+    cfg = config(tmp_path / "run", ["builtin:seed"], tok_dir, "generation.max_new_tokens=4")
+    run = run_eval(cfg)
+    lines = (run / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (run / "results.jsonl").write_text("".join(lines[:3]) + lines[3][:40], encoding="utf-8")
+    again = run_eval(cfg)
+    assert json.loads((again / "summary.json").read_text())["run"]["answered"] == 2
+    assert (again / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True) == lines
+
+
+def test_multiple_choice_questions_show_their_choices():
+    from wikitune.evaluate.run import question_text
+    from wikitune.qa.loaders import QAItem
+
+    item = QAItem(id="c", question="水を出すときに捻るものは？", answer="蛇口", choices=["蛇口", "ハンドル", "流し"], domain="control")
+    assert question_text(item) == "水を出すときに捻るものは？\n選択肢: 蛇口、ハンドル、流し"
+    assert question_text(QAItem(id="q", question="Q？", answer="A")) == "Q？"
+
+
+def test_sampling_is_seeded_and_an_adapter_changes_the_answers(tiny, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from wikitune.evaluate.generate import GenerationSettings, HFBackend
+    from wikitune.evaluate.harmony import PromptSettings, render_prompt
+    from wikitune.models import load_model_and_tokenizer
+
+    model, tokenizer, tok_dir = tiny
+    prompts = [render_prompt(PromptSettings(), q) for q in ("銀魂で、桂小太郎のあだ名は？", "進撃の巨人の掛け声は？")]
+    sample = GenerationSettings(max_new_tokens=16, temperature=1.0, seed=7, loop_guard=False)
+    first = [g.raw for g in HFBackend(model, tokenizer, sample).generate(prompts)]
+    assert [g.raw for g in HFBackend(model, tokenizer, sample).generate(prompts)] == first
+    greedy = [g.raw for g in HFBackend(model, tokenizer, GenerationSettings(max_new_tokens=16, loop_guard=False)).generate(prompts)]
+    assert first != greedy
+
+    # a LoRA adapter with non-zero weights, saved like cpt/sft save theirs
+    base, _ = load_model_and_tokenizer("tiny-gpt-oss", tokenizer=tok_dir)
+    peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft.save_pretrained(tmp_path / "adapter")
+    qa = ["builtin:seed"]
+    plain = records(run_eval(config(tmp_path / "base", qa, tok_dir)))
+    adapted_cfg = config(tmp_path / "lora", qa, tok_dir, f"adapter={tmp_path / 'adapter'}")
+    adapted = records(run_eval(adapted_cfg))
+    assert [r["raw"] for r in adapted] != [r["raw"] for r in plain]
+    assert adapted[0]["cache_key"] != plain[0]["cache_key"]

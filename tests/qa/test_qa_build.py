@@ -1,0 +1,98 @@
+"""`qa build` on the demo corpus: the rules, the aliases, the splits, the contract of the QA files."""
+
+import json
+
+import pytest
+
+from wikitune.errors import WikituneError
+from wikitune.qa.build import QABuildConfig, run_qa_build
+from wikitune.split import is_heldout
+from wikitune.text.ja import normalize_answer
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def by_question(qa_dir):
+    return {r["question"]: r for name in ("train", "test", "unseen") for r in rows(qa_dir / f"{name}.jsonl")}
+
+
+def test_records_follow_the_contract(demo_qa):
+    ids = set()
+    for name in ("train", "test", "unseen"):
+        for r in rows(demo_qa / f"{name}.jsonl"):
+            assert set(r) == {"id", "question", "answer", "aliases", "domain", "split", "source"}
+            assert r["answer"] and r["question"].endswith("？") and r["domain"] == "anime"
+            assert r["split"] == ("train" if name == "train" else "test")
+            assert set(r["source"]) == {"pageid", "title"}
+            assert r["id"] not in ids
+            ids.add(r["id"])
+    assert len(ids) > 150
+
+
+def test_infobox_and_lead_rules_give_the_facts(demo_qa):
+    qa = by_question(demo_qa)
+    assert qa["テレビアニメ『星海のアルカディア』の監督は誰ですか？"]["answer"] == "瀬川透"
+    assert qa["テレビアニメ『星海のアルカディア』でシリーズ構成を担当したのは誰ですか？"]["answer"] == "雨宮詩織"
+    assert qa["テレビアニメ『魔導探偵サクラ』のアニメーション制作を担当した会社はどこですか？"]["answer"] == "アークライト・アニメーション"
+    assert qa["『星海のアルカディア』に登場する天城ミコトの声優は誰ですか？"]["answer"] == "水瀬ことは"
+    assert qa["声優の早乙女 ひかりの所属事務所はどこですか？"]["answer"] == "オフィス汐風"
+    assert qa["スタジオ灯火が設立されたのはいつですか？"]["answer"] == "2008年4月1日"
+    assert qa["碧海県の県庁所在地はどこですか？"]["answer"] == "鷺ノ浦市"       # lead sentence
+    assert qa["星海のアルカディアの略称は何ですか？"]["answer"] == "ほしアル"         # lead sentence
+    # a multi-valued field (脚本 "雨宮詩織、瀬川透、三枝ひろし") is no short answer
+    assert "テレビアニメ『星海のアルカディア』の脚本を担当したのは誰ですか？" not in qa
+
+
+def test_aliases(demo_qa):
+    qa = by_question(demo_qa)
+    assert "12話" in qa["テレビアニメ『星海のアルカディア』は全何話ですか？"]["aliases"]
+    assert "碧海テレビ" in qa["テレビアニメ『星海のアルカディア』を放送したテレビ局はどこですか？"]["aliases"]
+    assert "篠原美咲" in qa["スタジオ灯火の代表者は誰ですか？"]["aliases"]
+    art = qa["テレビアニメ『星海のアルカディア』の美術監督は誰ですか？"]
+    assert art["answer"] == "雨森千景（アトリエ霧雨）" and "雨森千景" in art["aliases"]
+    # a redirect to the answer's article is an alias (the demo wiki redirects スタジオトモシビ)
+    assert "スタジオトモシビ" in qa["テレビアニメ『星海のアルカディア』のアニメーション制作を担当した会社はどこですか？"]["aliases"]
+    for r in qa.values():  # no alias repeats the answer
+        assert normalize_answer(r["answer"]) not in {normalize_answer(a) for a in r["aliases"]}
+
+
+def test_splits_by_fact_and_by_article(demo_qa):
+    train, test, unseen = (rows(demo_qa / f"{n}.jsonl") for n in ("train", "test", "unseen"))
+    assert train and test and unseen
+    assert all(is_heldout(r["source"]["pageid"]) for r in unseen)
+    assert not any(is_heldout(r["source"]["pageid"]) for r in train + test)
+    # test facts come from articles whose other facts are in train (memorisation, not new articles)
+    train_pages = {r["source"]["pageid"] for r in train}
+    assert sum(r["source"]["pageid"] in train_pages for r in test) >= 0.8 * len(test)
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+
+
+def test_deterministic(demo_corpus, demo_qa, tmp_path):
+    run_qa_build(QABuildConfig(corpus=demo_corpus, out=tmp_path / "again"))
+    for name in ("train.jsonl", "test.jsonl", "unseen.jsonl"):
+        assert (tmp_path / "again" / name).read_bytes() == (demo_qa / name).read_bytes()
+    manifest = json.loads((demo_qa / "manifest.json").read_text())
+    assert manifest["counts"]["train"] == len(rows(demo_qa / "train.jsonl"))
+    assert manifest["skipped"]["multi_valued"] > 0
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(WikituneError, match="has no articles.jsonl"):
+        QABuildConfig(corpus=tmp_path, out=tmp_path / "qa")
+    (tmp_path / "articles.jsonl").write_text("")
+    with pytest.raises(WikituneError, match="test_fraction"):
+        QABuildConfig(corpus=tmp_path, out=tmp_path / "qa", test_fraction=1.5)
+    with pytest.raises(WikituneError, match="yields no question"):
+        run_qa_build(QABuildConfig(corpus=tmp_path, out=tmp_path / "qa"))
+
+
+def test_cli_qa_build(demo_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "wikitune.cli", "qa", "build", str(demo_corpus), "--out", str(tmp_path / "qa")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and (tmp_path / "qa" / "unseen.jsonl").is_file()

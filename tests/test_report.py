@@ -1,0 +1,126 @@
+"""The report: built from artifacts only, escaped, offline, and checked in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wikitune.corpus.extract import DEMO_ROOTS, ExtractConfig, run_extract
+from wikitune.evaluate.scoring import summarize
+from wikitune.report import collect, write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+
+
+def _eval_run(path: Path, correct: dict[str, int], n: int = 4) -> dict:
+    path.mkdir(parents=True)
+    results = []
+    for domain in ("anime", "control"):
+        for i in range(n):
+            ok = i < correct[domain]
+            results.append({
+                "id": f"{domain}-{i}", "question": f"{domain} の質問 {i}？", "answer": "正解", "domain": domain,
+                "raw": f"<|channel|>analysis<|message|>考え中 {EVIL}<|end|><|start|>assistant<|channel|>final<|message|>{'正解' if ok else '不正解'}<|return|>",
+                "final": ("正解" if ok else f"不正解 {EVIL}"), "analysis": "考え中", "flags": [] if ok else ["loop_stopped"],
+                "scores": {"exact_match": int(ok), "char_f1": 1.0 if ok else 0.0}, "new_tokens": 12,
+            })
+    with open(path / "results.jsonl", "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    summary = summarize(results, resamples=200)
+    (path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    return summary
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    run_extract(ExtractConfig(dump="demo", out=root / "corpus", roots=list(DEMO_ROOTS)))
+    cpt = root / "cpt"
+    cpt.mkdir()
+    with open(cpt / "metrics.jsonl", "w") as f:
+        for step in range(1, 11):
+            f.write(json.dumps({"step": step, "epoch": step / 10, "loss": 5.0 / step, "lr": 1e-4, "tokens": 512 * step}) + "\n")
+            if step % 5 == 0:
+                f.write(json.dumps({"step": step, "eval_loss": 6.0 / step}) + "\n")
+    (cpt / "config.yaml").write_text(yaml.safe_dump({"model": "tiny-gpt-oss", "lora": {"r": 16, "alpha": 32}}))
+    (cpt / "summary.json").write_text(json.dumps({"train_tokens": 5120, "eval_perplexity": 12.5}))
+    (cpt / "lora_coverage.json").write_text(json.dumps({"targets": [
+        {"target": "q_proj", "kind": "module", "matched": 2, "trainable_parameters": 4096, "dropout": 0.05},
+        {"target": "mlp.experts.gate_up_proj", "kind": "parameter", "matched": 2, "trainable_parameters": 8192, "dropout": "not applied: PEFT refuses dropout on expert parameters"},
+    ]}))
+    summaries = {
+        "eval-base": _eval_run(root / "eval-base", {"anime": 1, "control": 3}),
+        "eval-cpt": _eval_run(root / "eval-cpt", {"anime": 3, "control": 3}),
+    }
+    (root / "summaries.json").write_text(json.dumps(summaries))
+    write_report(root)
+    return root
+
+
+def test_report_files_and_numbers_come_from_the_runs(study):
+    html_text = (study / "report" / "index.html").read_text(encoding="utf-8")
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    summaries = json.loads((study / "summaries.json").read_text())
+    for run, summary in summaries.items():
+        for domain, s in summary["domains"].items():
+            em = s["scores"]["exact_match"]
+            cell = f"{em['mean']:.3f} [{em['ci95'][0]:.3f}, {em['ci95'][1]:.3f}]"
+            assert cell in html_text and cell in md
+    assert "+0.500" in md  # anime exact match: 3/4 after CPT vs 1/4 before
+    corpus = json.loads((study / "corpus" / "manifest.json").read_text(encoding="utf-8"))
+    assert f"<td>{corpus['counts']['articles']}</td>" in html_text
+    assert "not applied: PEFT refuses dropout" in html_text
+    assert sorted(p.name for p in (study / "report").glob("*.png")) == ["loss-cpt.png", "scores-anime.png", "scores-control.png"]
+
+
+def test_untrusted_text_is_escaped(study):
+    html_text = (study / "report" / "index.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in html_text and "onerror=alert(1)>" not in html_text
+    assert "&lt;script&gt;alert" in html_text
+    assert "<|channel|>" not in html_text and "&lt;|channel|&gt;" in html_text  # raw completion kept, escaped
+
+
+def test_collect_finds_stages_by_content(study):
+    art = collect(study)
+    assert list(art.evals) == ["eval-base", "eval-cpt"] and list(art.training) == ["cpt"]
+    assert art.corpus["articles"] > 0
+
+
+def test_empty_directory_is_a_clear_error(tmp_path):
+    from wikitune.errors import WikituneError
+
+    with pytest.raises(WikituneError, match="no corpus, training run or evaluation run"):
+        write_report(tmp_path)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
+def test_report_in_headless_chromium(study):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+            page.goto((study / "report" / "index.html").as_uri())
+            page.wait_for_load_state("load")
+            images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+            runs = page.evaluate("[...document.querySelectorAll('#results tbody tr')].map(tr => tr.cells[0].textContent)")
+            dialogs = page.evaluate("typeof window.alert")  # the page ran no injected script that replaced it
+        finally:
+            browser.close()
+    assert problems == []
+    assert len(images) == 3 and all(ok for _, ok in images), images
+    assert runs == ["eval-base", "eval-cpt"]
+    assert dialogs == "function"
