@@ -8,7 +8,7 @@ import sys
 import pytest
 
 # Commands of the contract (shared DESIGN.md) that exist so far. A later stage adds its name here.
-COMMANDS = ["extract", "crawl", "corpus", "qa", "eval", "compare", "serve", "cpt", "sft", "merge"]
+COMMANDS = ["extract", "crawl", "corpus", "qa", "eval", "compare", "serve", "cpt", "sft", "merge", "run", "report"]
 
 
 def wikitune(*args: str, cwd=None) -> subprocess.CompletedProcess:

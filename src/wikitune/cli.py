@@ -257,6 +257,33 @@ def serve(
     run_server(model, tokenizer=tokenizer, adapter=adapter, port=port, max_new_tokens=max_new_tokens)
 
 
+@app.command()
+def run(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of the study config (dotted: sft.epochs=2).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Study YAML (StudyConfig); none = the CPU demo.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Study directory (output_dir); default runs/demo.")] = None,
+    force: Annotated[list[str], typer.Option("--force", help="Rerun this stage (and what follows) even if cached (repeatable).")] = [],
+) -> None:
+    """Everything: corpus, QA, CPT, SFT, evaluation of every model, report. Cached per stage."""
+    from wikitune.pipeline import load_study_config, run_study
+
+    items = list(overrides or []) + ([f"output_dir={out}"] if out else [])
+    cfg = load_study_config(config, items)
+    results, report = run_study(cfg, force=list(force))
+    ran = [name for name, r in results.items() if r.status == "ran"]
+    typer.echo(f"{cfg.output_dir}: {len(ran)} of {len(results)} stages ran ({', '.join(ran) or 'all cached'}); report: {report}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A study directory (wikitune run) or a directory of run directories.")],
+) -> None:
+    """Write RUN_DIR/report/index.html and report.md from the run artifacts (no model is run)."""
+    from wikitune.report import write_report
+
+    typer.echo(f"{write_report(run_dir)}")
+
+
 def main() -> None:
     """Console entry point: known errors become one line on stderr and exit status 2."""
     try:

@@ -28,6 +28,13 @@ RUN_ORDER = ["eval-base", "eval-cpt", "eval-sft-only", "eval-cpt-sft", "eval-rag
 HEADLINE_SCORES = ["exact_match", "char_f1", "contains"]
 FLAGS = ["no_final", "loop_stopped", "truncated"]
 EXAMPLES_PER_DOMAIN = 5
+# The seed report's 表1, per training run: what was trained, how, and what it cost.
+HYPERPARAMETERS = ["model", "adapter", "adapter_mode", "lora.r", "lora.alpha", "lora.dropout", "lora.target_modules",
+                   "lora.target_parameters", "block_size", "max_length", "epochs", "max_steps", "batch_size", "grad_accum",
+                   "learning_rate", "lr_scheduler", "warmup", "optim", "seed"]
+RESULT_KEYS = ["steps", "train_articles", "heldout_articles", "train_tokens", "conversations", "padding_tokens",
+               "trainable_by_kind.attention", "trainable_by_kind.experts", "first_loss", "final_loss", "final_eval_loss",
+               "final_eval_ppl", "tokens_per_s", "train_seconds", "device"]
 
 
 @dataclass
@@ -196,9 +203,9 @@ def build_tables(art: Artifacts) -> dict[str, list[Table]]:
         rows = [["articles", _fmt(c.get("articles"))], ["characters", _fmt(c.get("characters"))],
                 ["categories", _fmt(c.get("categories"))], ["source", _fmt(c.get("source"))]]
         for name, train in art.training.items():
-            tokens = train["summary"].get("train_tokens") or train["summary"].get("tokens")
-            if tokens:
-                rows.append([f"tokens ({name})", _fmt(tokens)])
+            # CPT summaries count the corpus's training tokens; SFT summaries count QA tokens.
+            if train["summary"].get("train_tokens"):
+                rows.append([f"training tokens ({name})", _fmt(train["summary"]["train_tokens"])])
         sections["Corpus"].append(Table("Corpus", ["", "value"], rows, "corpus"))
         if c.get("per_root"):
             sections["Corpus"].append(Table("Articles per root", ["root", "articles"], [[r, _fmt(n)] for r, n in c["per_root"].items()]))
@@ -209,10 +216,19 @@ def build_tables(art: Artifacts) -> dict[str, list[Table]]:
         missing = (c.get("expect") or {}).get("missing")
         if missing is not None:
             sections["Corpus"].append(Table("Missing expected titles", ["title", "why"], [[m["title"], m["reason"]] for m in missing], "missing"))
+    if art.training:
+        runs = list(art.training)
+        configs = {name: dict(_flatten(t["config"])) for name, t in art.training.items()}
+        summaries = {name: dict(_flatten(t["summary"])) for name, t in art.training.items()}
+        rows = []
+        for key in HYPERPARAMETERS:
+            if any(key in configs[r] for r in runs):
+                rows.append([key] + [configs[r].get(key, "–") for r in runs])
+        for key in RESULT_KEYS:
+            if any(key in summaries[r] for r in runs):
+                rows.append([key] + [summaries[r].get(key, "–") for r in runs])
+        sections["Training"].append(Table("Hyper-parameters and outcome (config.yaml, summary.json)", ["", *runs], rows, "hyperparameters"))
     for name, train in art.training.items():
-        sections["Training"].append(Table(f"{name}: configuration", ["setting", "value"], [list(r) for r in _flatten(train["config"])], f"config-{name}"))
-        if train["summary"]:
-            sections["Training"].append(Table(f"{name}: summary", ["", "value"], [list(r) for r in _flatten(train["summary"])]))
         coverage = train["coverage"]
         if isinstance(coverage, dict) and isinstance(coverage.get("targets"), list):
             coverage = coverage["targets"]

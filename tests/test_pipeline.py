@@ -1,0 +1,127 @@
+"""`wikitune run` end to end at a reduced size: artifacts, report = summaries, caching, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from wikitune.pipeline import ALL_RUNS, StudyConfig, build_stages, load_study_config, run_study
+from wikitune.train.config import write_config
+
+pytestmark = pytest.mark.slow
+
+# The demo, shrunk: a few optimizer steps and short answers; every stage and artifact is real.
+SMALL = ["cpt.max_steps=4", "cpt.eval_steps=2", "cpt.save_steps=2", "cpt.logging_steps=1",
+         "sft.max_steps=4", "sft.eval_steps=2", "sft.save_steps=2", "sft.logging_steps=1",
+         "eval.generation.max_new_tokens=12",
+         "eval_sets=[qa:test.jsonl:6, qa:unseen.jsonl:4@anime-unseen, builtin:seed]"]
+
+
+def small_config(out: Path, *extra: str) -> StudyConfig:
+    return load_study_config(None, [f"output_dir={out}", *SMALL, *extra])
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "demo"
+    results, _ = run_study(small_config(out), progress=quiet)
+    assert all(r.status == "ran" for r in results.values())
+    return out
+
+
+def test_every_artifact_exists(study):
+    for name in ["corpus/manifest.json", "corpus/stats.json", "qa/train.jsonl", "qa/test.jsonl", "qa/unseen.jsonl",
+                 "tokenizer/tokenizer.json", "cpt/adapter", "cpt/metrics.jsonl", "cpt/lora_coverage.json",
+                 "cpt-sft/adapter", "sft-only/adapter", "report/index.html", "report/report.md", "study.yaml"]:
+        assert (study / name).exists(), name
+    for run in ALL_RUNS:
+        assert (study / f"eval-{run}" / "summary.json").is_file() and (study / f"eval-{run}" / "results.jsonl").is_file()
+    assert not list(study.glob("*.partial"))
+    stats = json.loads((study / "corpus" / "stats.json").read_text(encoding="utf-8"))
+    assert {m["title"] for m in stats["expect"]["missing"]} >= {"早乙女ひかり", "汐見市"}  # the coverage gap, reported
+
+
+def test_report_numbers_equal_the_summaries(study):
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    table = md[md.index("### Scores by run and domain"):].split("\n\n")[1]  # the table, up to its blank line
+    header = next(line for line in table.splitlines() if line.startswith("| run |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")]
+            for line in table.splitlines()[2:] if line.startswith("| eval-")}
+    assert set(rows) == {f"eval-{r}" for r in ALL_RUNS}
+    checked = 0
+    for run, cells in rows.items():
+        summary = json.loads((study / run / "summary.json").read_text(encoding="utf-8"))
+        for column, cell in zip(columns[1:], cells[1:]):
+            domain, score = column.rsplit(" ", 1)
+            s = summary["domains"].get(domain, {}).get("scores", {}).get(score)
+            if s is None:
+                assert cell == "–"
+                continue
+            match = re.match(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", cell)
+            assert match, (run, column, cell)
+            mean, low, high = map(float, match.groups())
+            assert (mean, low, high) == (round(s["mean"], 3), round(s["ci95"][0], 3), round(s["ci95"][1], 3))
+            checked += 1
+    assert checked >= 20
+    ppl = {run: json.loads((study / f"eval-{run}" / "summary.json").read_text())["perplexity"] for run in ("base", "cpt")}
+    assert all(ppl.values())  # held-out perplexity of base vs CPT is measured
+
+
+def test_second_run_does_no_work(study):
+    results, _ = run_study(small_config(study), progress=quiet)
+    assert {r.status for r in results.values()} == {"cached"}
+
+
+def test_changed_sft_setting_reruns_sft_and_its_evaluations_only(study, tmp_path):
+    copy = tmp_path / "demo"
+    shutil.copytree(study, copy)
+    results, _ = run_study(small_config(copy, "sft.learning_rate=0.001"), progress=quiet)
+    ran = {name for name, r in results.items() if r.status == "ran"}
+    assert ran == {"cpt-sft", "sft-only", "eval-cpt-sft", "eval-sft-only"}
+
+
+def test_stage_list_follows_the_config(tmp_path):
+    names = [s.name for s in build_stages(small_config(tmp_path, "runs=[base, rag]"))]
+    assert names == ["corpus", "qa", "tokenizer", "eval-base", "eval-rag"]
+
+
+def test_killed_run_resumes(tmp_path):
+    out = tmp_path / "demo"
+    config = tmp_path / "study.yaml"
+    write_config(small_config(out, "cpt.max_steps=40", "cpt.save_steps=5"), config)
+    cmd = [sys.executable, "-m", "wikitune.cli", "run", "--config", str(config)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        # Kill it once CPT has written a checkpoint: mid-stage, with earlier stages finished.
+        while not list((out / "cpt.partial" / "checkpoints").glob("checkpoint-*")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (out / "cpt").exists() and (out / "corpus" / ".stage.json").exists()
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "corpus: up to date" in result.stderr and "cpt: running" in result.stderr
+    summary = json.loads((out / "cpt" / "summary.json").read_text())
+    assert summary["resumed_from"] and summary["steps"] == 40
+    assert (out / "report" / "index.html").is_file()
