@@ -125,3 +125,32 @@ def test_killed_run_resumes(tmp_path):
     summary = json.loads((out / "cpt" / "summary.json").read_text())
     assert summary["resumed_from"] and summary["steps"] == 40
     assert (out / "report" / "index.html").is_file()
+
+
+STUDY_CONFIGS = sorted((REPO / "configs").glob("*/study*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_study_configs_load_and_name_their_command(path, monkeypatch, tmp_path):
+    assert path.read_text(encoding="utf-8").startswith(f"# wikitune run --config configs/{path.parent.name}/{path.name}")
+    cfg = load_study_config(path)
+    # Every stage's settings must be valid keys of that stage's config (unknown keys are errors).
+    from wikitune.evaluate.run import QAEvalConfig
+    from wikitune.qa.build import QABuildConfig
+    from wikitune.train.config import build
+    from wikitune.train.cpt import CPTConfig
+    from wikitune.train.sft import SFTConfig
+
+    stages = {s.name: s for s in build_stages(cfg)} if cfg.source.dump == "demo" else {}
+    for cls, settings in [(CPTConfig, cfg.cpt), (SFTConfig, cfg.sft)]:
+        assert set(settings) <= {f.name for f in __import__("dataclasses").fields(cls)}
+    assert set(cfg.eval) <= {f.name for f in __import__("dataclasses").fields(QAEvalConfig)}
+    assert set(cfg.qa) <= {f.name for f in __import__("dataclasses").fields(QABuildConfig)}
+    if stages:
+        assert [s for s in stages if s.startswith("eval-")] == [f"eval-{r}" for r in cfg.runs]
+
+
+def test_tiny_study_config_is_the_default_demo():
+    defaults = build_stages(load_study_config(None))
+    spelled_out = build_stages(load_study_config(REPO / "configs" / "tiny" / "study.yaml"))
+    assert [(s.name, s.config) for s in defaults] == [(s.name, s.config) for s in spelled_out]

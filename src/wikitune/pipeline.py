@@ -96,8 +96,9 @@ class StudyConfig:
     """Tokenizer directory; None: tiny-gpt-oss trains a BPE on the corpus, other models use their own."""
     tokenizer_vocab_size: int = 2000
     """Vocabulary of the BPE trained for tiny-gpt-oss."""
-    tiny: dict = field(default_factory=dict)
-    """Sizes of tiny-gpt-oss (wikitune.models.TinyGptOssConfig fields)."""
+    tiny: dict = field(default_factory=lambda: {"num_hidden_layers": 2, "hidden_size": 64, "num_local_experts": 4,
+                                                "num_experts_per_tok": 2})
+    """Sizes of tiny-gpt-oss (wikitune.models.TinyGptOssConfig fields; others keep their defaults)."""
     qa: dict = field(default_factory=dict)
     """`qa build` settings (QABuildConfig fields except corpus/out)."""
     cpt: dict = field(default_factory=dict)
