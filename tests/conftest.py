@@ -22,3 +22,23 @@ def shared_file(*parts: str) -> Path:
 @pytest.fixture
 def jawiki_dump_dir() -> Path:
     return shared_file("jawiki-dump")
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory) -> Path:
+    """The demo wiki extracted without roots (every article), once per test session."""
+    from wikitune.corpus.extract import ExtractConfig, run_extract
+
+    out = tmp_path_factory.mktemp("qa-corpus") / "demo"
+    run_extract(ExtractConfig(dump="demo", out=out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_qa(demo_corpus, tmp_path_factory) -> Path:
+    """`qa build` of `demo_corpus`, once per test session."""
+    from wikitune.qa.build import QABuildConfig, run_qa_build
+
+    out = tmp_path_factory.mktemp("qa") / "demo"
+    run_qa_build(QABuildConfig(corpus=demo_corpus, out=out))
+    return out
