@@ -172,3 +172,15 @@ def test_eight_bit_adamw_runs_on_cpu(tmp_path, repeated_corpus):
     config = (run / "config.yaml").read_text()
     assert "optim: adamw_8bit" in config
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
+
+
+def test_overwrite_with_an_impossible_target_keeps_the_old_run(tmp_path, repeated_corpus):
+    run = cpt(tmp_path, repeated_corpus, "max_steps=1")
+    before = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(WikituneError, match="gate_proj match nothing"):
+        cpt(tmp_path, repeated_corpus, "max_steps=1", "overwrite=true", "lora.target_modules=[q_proj, gate_proj]")
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == before
+    assert not run.with_name(run.name + ".replaced").exists()
+    cpt(tmp_path, repeated_corpus, "max_steps=2", "overwrite=true")  # a good config does replace it
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2
+    assert not run.with_name(run.name + ".replaced").exists()

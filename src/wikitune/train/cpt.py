@@ -164,6 +164,13 @@ def run_cpt(cfg: CPTConfig, callbacks: list | None = None) -> Path:
         WikituneError: bad corpus, impossible LoRA targets, nothing to train on, a run in the
             way (see `resume`/`overwrite`).
     """
+    from wikitune.train import runtime as R
+
+    with R.keep_replaced_run_until_success(Path(cfg.output_dir)):
+        return _run_cpt(cfg, callbacks)
+
+
+def _run_cpt(cfg: CPTConfig, callbacks: list | None) -> Path:
     import torch
     from accelerate import PartialState
     from datasets import Dataset

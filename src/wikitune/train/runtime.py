@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import shutil
+from contextlib import contextmanager
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,9 +55,40 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, main: bool 
                 f"{run_dir} already holds a run: pass --resume to continue it, overwrite=true to replace it, "
                 "or another output_dir"
             )
-        shutil.rmtree(run_dir)
+        # Set aside, not deleted: if the new run fails (a LoRA target that matches nothing, say),
+        # `keep_replaced_run_until_success` puts the old one back.
+        backup = _replaced(run_dir)
+        if backup.exists():
+            shutil.rmtree(backup)
+        run_dir.rename(backup)
     run_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def _replaced(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + ".replaced")
+
+
+@contextmanager
+def keep_replaced_run_until_success(run_dir: Path):
+    """Around a run with overwrite=true: drop the old run when the new one succeeds, restore it if not."""
+    run_dir = Path(run_dir)
+    backup = _replaced(run_dir)
+    try:
+        yield
+    except Exception:
+        # A new run that failed before its first checkpoint is worth less than the old run; one
+        # with checkpoints can be resumed, and the user asked to replace the old one.
+        if backup.exists():
+            if any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
+                shutil.rmtree(backup)
+            else:
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                backup.rename(run_dir)
+        raise
+    if backup.exists():
+        shutil.rmtree(backup)
 
 
 def resolve_optim(name: str) -> str:

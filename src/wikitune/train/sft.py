@@ -188,6 +188,13 @@ def run_sft(cfg: SFTConfig, callbacks: list | None = None) -> Path:
         WikituneError: bad QA files, impossible LoRA targets, every conversation too long, a run
             in the way (see `resume`/`overwrite`).
     """
+    from wikitune.train import runtime as R
+
+    with R.keep_replaced_run_until_success(Path(cfg.output_dir)):
+        return _run_sft(cfg, callbacks)
+
+
+def _run_sft(cfg: SFTConfig, callbacks: list | None) -> Path:
     import torch
     from accelerate import PartialState
     from datasets import Dataset
