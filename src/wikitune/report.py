@@ -135,24 +135,31 @@ def _plot_losses(name: str, metrics: list[dict[str, Any]], out: Path) -> Path | 
     return path
 
 
-def _plot_scores(domain: str, rows: list[tuple[str, dict[str, Any]]], score: str, out: Path) -> Path | None:
+def _plot_scores(domain: str, runs: list[str], scores: dict[str, list[dict[str, Any] | None]], out: Path) -> Path | None:
+    """Grouped bars: for each run, one bar per score (mean with its 95% CI), value printed on top."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bars = [(run, s["mean"], s.get("ci95")) for run, s in rows if s]
-    if not bars:
+    if not any(s for values in scores.values() for s in values):
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    xs = range(len(bars))
-    means = [b[1] for b in bars]
-    errors = [[max(0.0, b[1] - b[2][0]) if b[2] else 0 for b in bars], [max(0.0, b[2][1] - b[1]) if b[2] else 0 for b in bars]]
-    ax.bar(xs, means, yerr=errors, capsize=4, color="#4c72b0")
-    ax.set_xticks(list(xs), [b[0] for b in bars], rotation=20, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel(score)
-    ax.set_title(f"{domain}: {score} (95% CI)")
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=100)
+    width = 0.8 / max(1, len(scores))
+    for i, (name, values) in enumerate(scores.items()):
+        xs = [x + (i - (len(scores) - 1) / 2) * width for x in range(len(runs))]
+        means = [v["mean"] if v else 0.0 for v in values]
+        low = [max(0.0, v["mean"] - v["ci95"][0]) if v and v.get("ci95") else 0.0 for v in values]
+        high = [max(0.0, v["ci95"][1] - v["mean"]) if v and v.get("ci95") else 0.0 for v in values]
+        bars = ax.bar(xs, means, width=width, yerr=[low, high], capsize=3, label=name)
+        for bar, v in zip(bars, values):
+            ax.annotate("n/a" if v is None else f"{v['mean']:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(list(range(len(runs))), runs, rotation=20, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.set_title(f"{domain}: mean with 95% CI")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     safe = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in domain)
     path = out / f"scores-{safe}.png"
@@ -339,14 +346,11 @@ def write_report(root: Path) -> Path:
             images["Training"].append(plot)
     if art.evals:
         domains = sorted({d for e in art.evals.values() for d in e["summary"].get("domains", {})})
+        runs = list(art.evals)
         for d in domains:
-            rows = []
-            score = next((s for s in HEADLINE_SCORES if any(s in e["summary"]["domains"].get(d, {}).get("scores", {}) for e in art.evals.values())), None)
-            if score is None:
-                continue
-            for run, e in art.evals.items():
-                rows.append((run, e["summary"].get("domains", {}).get(d, {}).get("scores", {}).get(score)))
-            plot = _plot_scores(d, rows, score, out)
+            per_run = [e["summary"].get("domains", {}).get(d, {}).get("scores", {}) for e in art.evals.values()]
+            names = [s for s in HEADLINE_SCORES if any(s in scores for scores in per_run)]
+            plot = _plot_scores(d, runs, {name: [scores.get(name) for scores in per_run] for name in names}, out) if names else None
             if plot:
                 images["Results"].append(plot)
     examples = _examples(art)
