@@ -119,6 +119,8 @@ def test_depth_and_exclude_select_what_extract_selects(local_wiki, tmp_path, dep
 def test_unknown_root_is_named(local_wiki, tmp_path):
     with pytest.raises(WikituneError, match="unknown category '存在しないカテゴリ'"):
         crawl(local_wiki.api, tmp_path / "c", roots=["日本のアニメ作品", "カテゴリ:存在しないカテゴリ"])
+    with pytest.raises(WikituneError, match="did you mean アニメ関連企業"):
+        crawl(local_wiki.api, tmp_path / "d", roots=["アニメ関連企"])
 
 
 def test_a_state_from_other_options_is_not_mixed_in(local_wiki, tmp_path):

@@ -265,15 +265,25 @@ class Crawler:
                 info = page.get("categoryinfo") or {}
                 if is_missing(page) and not info.get("size"):
                     name = self.category_name(page.get("title", ""))
+                    hints = self.similar_categories(name)
+                    hint = f"; did you mean {', '.join(hints)}?" if hints else ""
                     raise WikituneError(
-                        f"unknown category {name!r}: {self.cfg.api} has no page for it and no page in it "
-                        f"(check the spelling; a root may be written Category:名前, カテゴリ:名前 or 名前)"
+                        f"unknown category {name!r}: {self.cfg.api} has no page for it and no page in it{hint} "
+                        f"(a root may be written Category:名前, カテゴリ:名前 or 名前)"
                     )
                 if not is_missing(page):
                     root_pages[self.category_name(page["title"])] = page["pageid"]
         self.state.set("root_pages", root_pages)
         self.state.set("roots_checked", True)
         self.commit("roots")
+
+    def similar_categories(self, name: str, n: int = 3) -> list[str]:
+        """Existing categories spelled like `name` (same first characters), for the error message."""
+        from difflib import get_close_matches
+
+        response = self.client.get({"list": "allcategories", "acprefix": name[:2], "aclimit": "max"})
+        found = [c.get("category") or c.get("*") or "" for c in response.get("query", {}).get("allcategories", [])]
+        return get_close_matches(name, [f for f in found if f], n=n, cutoff=0.5)
 
     def seed(self) -> None:
         if self.state.get("seeded"):
