@@ -24,6 +24,7 @@ The template, tag and section tables at the top are meant to be extended.
 
 from __future__ import annotations
 
+import gc
 import html
 import re
 from dataclasses import dataclass, field
@@ -270,7 +271,7 @@ def _closers(bold: bool, italic: bool, last: str) -> str:
 
 
 def _is_dropped_section(title: str) -> bool:
-    key = _WS.sub("", title).strip("=")
+    key = "".join(title.split()).strip("=")
     if key in DROP_SECTIONS:
         return True
     parts = [p for p in _SECTION_SPLIT.split(key) if p]
@@ -419,13 +420,27 @@ class _Builder:
                 out.append(node)
         return out, None
 
+    def collect_short(self, stops: frozenset) -> tuple[list, object]:
+        """collect() for what is usually one text token (a template name or parameter, a cell)."""
+        tok = next(self.it, None)
+        if tok.__class__ is _Text:
+            s = tok["text"]
+            tok = next(self.it, None)
+            if tok.__class__ in stops:
+                return [s], tok
+            return self.collect(stops, [s], tok)
+        if tok.__class__ in stops:
+            return [], tok
+        return self.collect(stops, None, tok)
+
     def template(self, tok):
-        name, end = self.collect(_STOP_TPL)
+        collect = self.collect_short
+        name, end = collect(_STOP_TPL)
         params = []
         while end is not None and end.__class__ is not _tk.TemplateClose:
-            first, end = self.collect(_STOP_PARAM)
+            first, end = collect(_STOP_PARAM)
             if end is not None and end.__class__ is _tk.TemplateParamEquals:
-                value, end = self.collect(_STOP_TPL)
+                value, end = collect(_STOP_TPL)
                 params.append((first, _list_start(value, True)))
             else:
                 params.append((None, _list_start(first, False)))
@@ -490,7 +505,7 @@ class _Builder:
         return html.unescape("".join(raw))
 
     def heading(self, tok):
-        title, _ = self.collect(_STOP_HEAD)
+        title, _ = self.collect_short(_STOP_HEAD)
         return (_HEAD, tok.get("level") or 2, title)
 
     def comment(self, tok):
@@ -527,7 +542,7 @@ class _Builder:
             if wm and wm in _LIST_MARKUP:
                 return (_LIST, wm)
             return (_TAG, name, wm, attrs, None)
-        contents, end = self.collect(_STOP_TAGBODY)
+        contents, end = self.collect_short(_STOP_TAGBODY)
         if end is not None:  # the closing tag: usually just its name, then TagCloseClose
             tok = next(it, None)
             if tok.__class__ is _Text:
@@ -584,8 +599,6 @@ class _Renderer:
         self.counters: list[int] = []  # per list depth: last number of a "#" item
         self.widths: list[int] = []  # per list depth: width of the last item's Markdown marker
         self.in_cell = 0
-        self.handlers = (self.template, self.argument, self.wikilink, self.external_link,
-                         self.heading, self.tag, self.list_item)
 
     # -- buffers ---------------------------------------------------------------------------
 
@@ -631,29 +644,31 @@ class _Renderer:
     # -- walking ---------------------------------------------------------------------------
 
     def walk(self, nodes: list) -> None:
-        handlers = self.handlers
+        handlers = _RENDER
         # self.t/self.m are swapped only inside handlers (sub()), which restore them
         t, m = self.t, self.m
         for n in nodes:
             if n.__class__ is str:
-                if self.dt_open or self.counters or "|" in n or "__" in n or not n:
+                # text() is only needed for magic words, table residue, or a line break that ends
+                # a definition term or a list
+                if "|" in n or "__" in n or not n or ("\n" in n and (self.dt_open or self.counters)):
                     self.text(n)
                 else:
                     t.append(n)
                     m.append(n)
             else:
-                handlers[n[0]](n)
+                handlers[n[0]](self, n)
 
     def walk_top(self, nodes: list) -> None:
         """Top level: like walk(), but drops reference/link sections the pre-pass missed."""
         skip = 0
-        handlers = self.handlers
+        handlers = _RENDER
         t, m = self.t, self.m  # (see walk())
         for n in nodes:
             if n.__class__ is str:
                 if skip:
                     continue
-                if self.dt_open or self.counters or "|" in n or "__" in n or not n:
+                if "|" in n or "__" in n or not n or ("\n" in n and (self.dt_open or self.counters)):
                     self.text(n)
                 else:
                     t.append(n)
@@ -669,7 +684,7 @@ class _Renderer:
                 skip = 0
             elif skip:
                 continue
-            handlers[n[0]](n)
+            handlers[n[0]](self, n)
 
     def text(self, s: str) -> None:
         if "__" in s:
@@ -745,7 +760,7 @@ class _Renderer:
         if len(text_nodes) == 1 and text_nodes[0].__class__ is str:  # [[title|plain text]]
             s = text_nodes[0]
             if s.strip():
-                if self.dt_open or self.counters or "|" in s or "__" in s:
+                if "|" in s or "__" in s or ("\n" in s and (self.dt_open or self.counters)):
                     self.text(s)
                 else:
                     self.t.append(s)
@@ -766,7 +781,7 @@ class _Renderer:
             self.walk(title_nodes)
 
     def heading(self, n) -> None:
-        title = _WS.sub(" ", self.sub_text(n[2])).strip()
+        title = " ".join(self.sub_text(n[2]).split())
         self.counters.clear()
         self.widths.clear()
         self.newline()
@@ -892,7 +907,7 @@ class _Renderer:
             fenced = "```" + lang + "\n" + body + "\n```"
             self.emit("\n" + self.protect(body) + "\n\n", "\n" + self.protect(fenced) + "\n\n")
             return
-        t = _scrub(_spaces(_WS.sub(" ", t).strip()))
+        t = _scrub(_spaces(" ".join(t.split())))
         if not t:
             return
         fence = "``" if "`" in t else "`"
@@ -955,8 +970,8 @@ class _Renderer:
         if len(self.infobox) > infoboxes_before:
             return  # a table that lays out infobox templates is part of the infobox
         if caption is not None:
-            caption = (_WS.sub(" ", _finish_inline(caption[0])).strip(),
-                       _WS.sub(" ", _finish_inline(caption[1])).strip())
+            caption = (" ".join(_finish_inline(caption[0]).split()),
+                       " ".join(_finish_inline(caption[1]).split()))
         grid = _grid(rows)
         if not grid and not (caption and caption[0]):
             return
@@ -998,7 +1013,7 @@ class _Renderer:
         # brackets and the rest are tidied with the whole page
         if "<" in m or "{" in m or "[" in m or "'" in m:
             t, m = _scrub(t), _scrub(m)
-        t = _WS.sub(" ", t).strip()
+        t = " ".join(t.split())  # (= _WS.sub(" ", t).strip(): both use str.isspace())
         if "\n" in m:
             m = "\x10".join(line.strip() for line in m.split("\n") if line.strip())
         else:
@@ -1128,6 +1143,13 @@ class _Renderer:
                 fields.pop(key_text, None)
 
 
+# node kind -> handler (a class-level table: bound methods stored on the instance would make every
+# renderer a reference cycle, freed only by the cyclic garbage collector)
+_RENDER = (_Renderer.template, _Renderer.argument, _Renderer.wikilink, _Renderer.external_link,
+           _Renderer.heading, _Renderer.tag, _Renderer.list_item)
+assert (_TPL, _ARGUMENT, _LINK, _EXT, _HEAD, _TAG, _LIST) == tuple(range(7))
+
+
 def _split_params(params: list) -> tuple[dict[int, list], dict[str, list]]:
     """Positional (1-based; ``1=`` counts) and named parameters of a template."""
     pos: dict[int, list] = {}
@@ -1157,10 +1179,13 @@ def _is_caption(n) -> bool:
             and contents[0].startswith("+"))
 
 
+_SPAN_DIGITS = re.compile(r"\s*[\"']?\s*(\d+)")
+
+
 def _span(value: str | None) -> int:
     if not value:
         return 1
-    digits = re.match(r"\s*[\"']?\s*(\d+)", value)
+    digits = _SPAN_DIGITS.match(value)
     return min(max(int(digits.group(1)), 1), 50) if digits else 1
 
 
@@ -1301,10 +1326,13 @@ def _finish_inline(s: str) -> str:
     return _clean_brackets(_scrub(_spaces(s)))
 
 
+_VALUE_SENTINELS = re.compile(r"[\x03\x04\x05]|\x06\d\x07")
+
+
 def _value_text(s: str) -> str:
     """An infobox value as one line: items (lines, <br>) joined with '、', whitespace collapsed."""
     s = _finish_inline(s)
-    s = re.sub(r"[\x03\x04\x05]|\x06\d\x07", "", s).replace("\x10", "\n")
+    s = _VALUE_SENTINELS.sub("", s).replace("\x10", "\n")
     out = ""
     for part in s.split("\n"):
         part = _WS.sub(" ", part).strip(" ・、,")
@@ -1424,6 +1452,13 @@ def convert_wikitext(wikitext: str, title: str = "") -> Converted:
         return Converted(text="", markdown="", infobox=[])
     if _pathological(wikitext):
         return _fallback(wikitext, title)
+    # The tokenizer and the tree allocate ~10 container objects per 100 characters, all freed by
+    # reference counting (nothing here makes reference cycles), yet they trigger the cyclic
+    # garbage collector over and over, which then re-traverses the growing token list: ~15% of
+    # the time. So it is paused for the call, and left as it was found.
+    gc_enabled = gc.isenabled()
+    if gc_enabled:
+        gc.disable()
     try:
         nodes = _build(_prepass(wikitext))
         r = _Renderer(title)
@@ -1437,3 +1472,6 @@ def convert_wikitext(wikitext: str, title: str = "") -> Converted:
             return _fallback(wikitext, title)
         except Exception:
             return Converted(text="", markdown="", infobox=[])
+    finally:
+        if gc_enabled:
+            gc.enable()
