@@ -11,6 +11,7 @@ diff by eye before committing.
 from __future__ import annotations
 
 import bz2
+import gc
 import html
 import json
 import os
@@ -480,6 +481,34 @@ def test_golden(name):
 
 def test_golden_files_exist():
     assert len(GOLDEN) >= 2
+
+
+def test_garbage_collector_state_is_restored():
+    """convert_wikitext pauses the cyclic garbage collector while it runs; it must leave it as found."""
+    wiki = (GOLDEN_DIR / f"{GOLDEN[0]}.wiki").read_text(encoding="utf-8")
+    assert gc.isenabled()
+    convert_wikitext(wiki, "T")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        convert_wikitext(wiki, "T")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_conversion_leaves_no_reference_cycles():
+    """With the collector paused, everything must be freed by reference counting."""
+    wikis = [(GOLDEN_DIR / f"{name}.wiki").read_text(encoding="utf-8") for name in GOLDEN]
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for wiki in wikis:
+            convert_wikitext(wiki, "T")
+        assert gc.collect() == 0, [type(o).__name__ for o in gc.garbage[:20]]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ Design, and why:
   control-character sentinels and resolved in a final pass.
 * Nothing raises: malformed input is whatever the tokenizer makes of it, a final scrub removes any
   markup that survived as literal text, and a regex-only fallback handles tokenizer failures.
+* Speed: the tree builder reads one shared token iterator (no copying or popping), with fast
+  paths for the usual shapes (``[[title]]``, ``[[title|text]]``, list markers, one-text template
+  names, parameters and cells). Nothing makes reference cycles, so the cyclic garbage collector,
+  which otherwise re-traverses the token objects (about one per four characters) over and over,
+  is paused during a conversion. Full-page regexes start with a literal or a character set, so
+  that the engine can skip ahead, and each is guarded by a cheap ``in`` test where one exists.
 
 The template, tag and section tables at the top are meant to be extended.
 """
@@ -222,7 +228,8 @@ _REF = re.compile(r"<ref\b[^<>]*?/>|<ref(?:\s[^<>]*)?>.*?</ref\s*>", re.S | re.I
 _HEADING_LINE = re.compile(r"\n(={1,6})([^\n]+?)(={1,6})[ \t]*(?=\n|\Z)")
 _SECTION_SPLIT = re.compile(r"[・、/／&＆,，]|および|及び|と")
 _QUOTE_RUN = re.compile(r"''+")  # (not "'{2,}": a literal prefix makes the regex engine scan ~10x faster)
-_INDENTED_TABLE = re.compile(r"^:+[ \t]*(?=\{\|)", re.M)
+# "^" in MULTILINE mode would be tried at every position; a leading "\n" is found quickly
+_INDENTED_TABLE = re.compile(r"\n:+[ \t]*(?=\{\|)")
 _BOLD, _ITALIC = "'" * 3, "'" * 2
 
 
@@ -291,7 +298,7 @@ def _prepass(s: str) -> str:
     if "''" in s:
         s = _balance_quotes(s)
     if ":{|" in s or ": {|" in s:
-        s = _INDENTED_TABLE.sub("", s)
+        s = _INDENTED_TABLE.sub("\n", "\n" + s)[1:]
     if "=" not in s:
         return s
     s = "\n" + s  # so that a heading on the first line is found too
@@ -331,6 +338,7 @@ def _prepass(s: str) -> str:
 
 _TPL, _ARGUMENT, _LINK, _EXT, _HEAD, _TAG, _LIST = range(7)
 _LIST_MARKUP = frozenset("*#;:")
+_LIST_NODES = {markup: (_LIST, markup) for markup in _LIST_MARKUP}
 
 _Text = _tk.Text
 _STOP_TPL = frozenset({_tk.TemplateParamSeparator, _tk.TemplateClose})
@@ -521,9 +529,9 @@ class _Builder:
             name_text = tok["text"]
             end = next(it, None)
             if end.__class__ in _STOP_TAGNAME:
+                if end.__class__ is _TagCloseSelfclose and wm in _LIST_NODES:  # a list marker
+                    return _LIST_NODES[wm]
                 name = name_text.strip().lower()
-                if end.__class__ is _TagCloseSelfclose and wm and wm in _LIST_MARKUP:
-                    return (_LIST, wm)
             else:
                 name_nodes, end = self.collect(_STOP_TAGNAME, [name_text], end)
                 name = _plain(name_nodes).strip().lower()
@@ -795,16 +803,25 @@ class _Renderer:
         the width of the parent's marker ("- " is 2, "12. " is 4)."""
         markers = n[1]
         self.newline()
-        depth = len(markers) - 1
-        kind = markers[-1]
         counters, widths = self.counters, self.widths
-        del counters[depth + 1:]
-        del widths[depth + 1:]
-        while len(counters) <= depth:
-            counters.append(0)
-        while len(widths) <= depth:
-            widths.append(2)
-        indent = "\x03" * sum(widths[:depth])
+        if len(markers) == 1:  # the common case of what follows, for depth 0
+            depth, kind, indent = 0, markers, ""
+            del counters[1:]
+            del widths[1:]
+            if not counters:
+                counters.append(0)
+            if not widths:
+                widths.append(2)
+        else:
+            depth = len(markers) - 1
+            kind = markers[-1]
+            del counters[depth + 1:]
+            del widths[depth + 1:]
+            while len(counters) <= depth:
+                counters.append(0)
+            while len(widths) <= depth:
+                widths.append(2)
+            indent = "\x03" * sum(widths[:depth])
         if kind == "#":
             counters[depth] += 1
             marker = f"{counters[depth]}. "
@@ -1007,8 +1024,15 @@ class _Renderer:
 
     def cell(self, n) -> tuple:
         """(is_header, text, markdown, colspan, rowspan) of a td/th node."""
-        attrs = n[3]
-        t, m = self.sub(n[4])
+        attrs, contents = n[3], n[4]
+        if contents and len(contents) == 1 and contents[0].__class__ is str:  # plain text
+            t = contents[0]
+            if "|" in t or "__" in t or ("\n" in t and self.counters):  # (see walk())
+                t, m = self.sub(contents)
+            else:
+                m = t
+        else:
+            t, m = self.sub(contents)
         # scrub here, before lines are joined (a literal "<br>" would split the row later);
         # brackets and the rest are tidied with the whole page
         if "<" in m or "{" in m or "[" in m or "'" in m:
@@ -1452,10 +1476,10 @@ def convert_wikitext(wikitext: str, title: str = "") -> Converted:
         return Converted(text="", markdown="", infobox=[])
     if _pathological(wikitext):
         return _fallback(wikitext, title)
-    # The tokenizer and the tree allocate ~10 container objects per 100 characters, all freed by
+    # The tokenizer and the tree allocate a container object every few characters, all freed by
     # reference counting (nothing here makes reference cycles), yet they trigger the cyclic
-    # garbage collector over and over, which then re-traverses the growing token list: ~15% of
-    # the time. So it is paused for the call, and left as it was found.
+    # garbage collector over and over, which re-traverses the growing token list each time: ~15%
+    # of the time. So it is paused for the call, and left as it was found.
     gc_enabled = gc.isenabled()
     if gc_enabled:
         gc.disable()
