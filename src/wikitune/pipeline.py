@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from wikitune.errors import WikituneError
 from wikitune.study import Stage, StageResult, Study
+from wikitune.train.config import merge_dicts
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,6 @@ def load_study_config(path: str | Path | None, overrides: list[str] | None = Non
     from wikitune.train.config import load_config
 
     return load_config(StudyConfig, path, overrides)
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _file_fingerprint(path: str | None) -> dict[str, Any] | None:
@@ -243,11 +237,11 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
         return run
 
     want = set(cfg.runs)
-    cpt_settings = _merge(_merge(TINY_CPT if is_tiny else {}, cfg.cpt),
+    cpt_settings = merge_dicts(merge_dicts(TINY_CPT if is_tiny else {}, cfg.cpt),
                           {**model_settings, "corpus": str(root / "corpus"), "heldout_fraction": cfg.heldout_fraction, "seed": cfg.seed})
     if want & {"cpt", "cpt-sft"}:
         stages.append(Stage("cpt", trainer("cpt", cpt_settings), cpt_settings, deps=["corpus", *model_deps]))
-    sft_base = _merge(_merge(TINY_SFT if is_tiny else {}, cfg.sft),
+    sft_base = merge_dicts(merge_dicts(TINY_SFT if is_tiny else {}, cfg.sft),
                       {**model_settings, "qa": str(root / "qa" / "train.jsonl"), "eval_qa": str(root / "qa" / "test.jsonl"), "seed": cfg.seed})
     if "cpt-sft" in want:
         settings = {**sft_base, "adapter": str(root / "cpt")}
@@ -258,7 +252,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
 
     # ---- evaluation -----------------------------------------------------------------------------
     sets = [str(root / "qa" / spec[3:]) if spec.startswith("qa:") else spec for spec in cfg.eval_sets]
-    eval_base = _merge(_merge(TINY_EVAL if is_tiny else {}, cfg.eval),
+    eval_base = merge_dicts(merge_dicts(TINY_EVAL if is_tiny else {}, cfg.eval),
                        {**model_settings, "qa": sets, "corpus": str(root / "corpus"), "seed": cfg.seed})
     adapters = {"base": None, "cpt": "cpt", "sft-only": "sft-only", "cpt-sft": "cpt-sft", "rag": None}
     for run_name in ALL_RUNS:

@@ -45,11 +45,12 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_dicts(base: dict, extra: dict) -> dict:
+    """`base` updated by `extra`, nested mappings merged key by key."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_dicts(out[key], value)
         else:
             out[key] = value
     return out
@@ -146,7 +147,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise WikituneError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from err
         if not isinstance(data, dict):
             raise WikituneError(f"config {path} must be a mapping of keys to values")
-    data = _merge(data, parse_overrides(overrides or []))
+    data = merge_dicts(data, parse_overrides(overrides or []))
     return build(cls, data)
 
 

@@ -173,12 +173,17 @@ def apply_lora(model: "torch.nn.Module", settings: LoraSettings, out_dir: str | 
     if settings.target_parameters and settings.dropout > 0:
         set_module_dropout(peft_model, module_names, settings.dropout)
     coverage = coverage_table(peft_model, settings, resolved)
+    _report_coverage(coverage, out_dir)
+    return peft_model, coverage
+
+
+def _report_coverage(coverage: dict[str, Any], out_dir: str | Path | None) -> None:
+    """Print the coverage table and save it as RUN/lora_coverage.json, before training starts."""
     print(format_coverage(coverage))
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / COVERAGE_FILE).write_text(json.dumps(coverage, ensure_ascii=False, indent=2) + "\n",
                                                    encoding="utf-8")
-    return peft_model, coverage
 
 
 def continue_adapter(model: "torch.nn.Module", adapter: str | Path, settings: LoraSettings,
@@ -207,11 +212,7 @@ def continue_adapter(model: "torch.nn.Module", adapter: str | Path, settings: Lo
     coverage = coverage_table(peft_model, own, resolved)
     coverage["continued_from"] = str(path)
     print(f"continuing adapter {path}")
-    print(format_coverage(coverage))
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / COVERAGE_FILE).write_text(json.dumps(coverage, ensure_ascii=False, indent=2) + "\n",
-                                                   encoding="utf-8")
+    _report_coverage(coverage, out_dir)
     return peft_model, coverage
 
 
