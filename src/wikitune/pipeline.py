@@ -223,8 +223,9 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
     def trainer(kind: str, settings: dict) -> Callable[[Path, bool], None]:
         def run(out: Path, resume: bool) -> None:
             from wikitune.train.config import build
+            from wikitune.train.runtime import last_complete_checkpoint
 
-            checkpoint = resume and any((out / "checkpoints").glob("checkpoint-*"))
+            checkpoint = resume and last_complete_checkpoint(out) is not None
             data = {**settings, "output_dir": str(out), "resume": checkpoint, "overwrite": not checkpoint}
             if kind == "cpt":
                 from wikitune.train.cpt import CPTConfig, run_cpt

@@ -184,3 +184,18 @@ def test_overwrite_with_an_impossible_target_keeps_the_old_run(tmp_path, repeate
     cpt(tmp_path, repeated_corpus, "max_steps=2", "overwrite=true")  # a good config does replace it
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
     assert not run.with_name(run.name + ".replaced").exists()
+
+
+def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path, repeated_corpus):
+    from wikitune.train.runtime import last_complete_checkpoint
+
+    run = cpt(tmp_path, repeated_corpus, "max_steps=4", "save_steps=2")
+    complete = last_complete_checkpoint(run)
+    assert complete is not None and complete.name == "checkpoint-4"
+    # A kill while saving step 6: the directory exists, its trainer state does not.
+    partial = run / "checkpoints" / "checkpoint-6"
+    partial.mkdir()
+    (partial / "optimizer.pt").write_bytes(b"")
+    assert last_complete_checkpoint(run) == complete
+    resumed = cpt(tmp_path, repeated_corpus, "max_steps=6", "save_steps=2", "resume=true")
+    assert json.loads((resumed / "summary.json").read_text())["resumed_from"].endswith("checkpoint-4")

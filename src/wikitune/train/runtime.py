@@ -39,14 +39,12 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, main: bool 
         WikituneError: the directory holds a run and neither resume nor overwrite is set, or
             resume is asked but there is no checkpoint.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     ckpt_dir = run_dir / CHECKPOINTS
     if resume:
-        last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        last = last_complete_checkpoint(run_dir)
         if last is None:
-            raise WikituneError(f"--resume: {ckpt_dir} holds no checkpoint-N directory to resume from")
-        return last
+            raise WikituneError(f"--resume: {ckpt_dir} holds no checkpoint-N directory written to the end to resume from")
+        return str(last)
     if not main:
         return None
     if (run_dir / "config.yaml").exists():
@@ -65,6 +63,25 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, main: bool 
     return None
 
 
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest `checkpoints/checkpoint-N` that was written to the end, or None.
+
+    A process killed while saving leaves a `checkpoint-N` without its trainer state (the Trainer
+    writes that last); resuming from it fails, so it is skipped, and the save is redone.
+    """
+    found = []
+    for path in (Path(run_dir) / CHECKPOINTS).glob("checkpoint-*"):
+        step = path.name.rpartition("-")[2]
+        if not step.isdigit():
+            continue
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.append((int(step), path))
+    return max(found)[1] if found else None
+
+
 def _replaced(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + ".replaced")
 
@@ -80,7 +97,7 @@ def keep_replaced_run_until_success(run_dir: Path):
         # A new run that failed before its first checkpoint is worth less than the old run; one
         # with checkpoints can be resumed, and the user asked to replace the old one.
         if backup.exists():
-            if any((run_dir / CHECKPOINTS).glob("checkpoint-*")):
+            if last_complete_checkpoint(run_dir) is not None:
                 shutil.rmtree(backup)
             else:
                 if run_dir.exists():
