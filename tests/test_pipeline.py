@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import REPO
 from wikitune.pipeline import ALL_RUNS, StudyConfig, build_stages, load_study_config, run_study
 from wikitune.train.config import write_config
+from wikitune.train.runtime import last_complete_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +110,7 @@ def test_killed_run_resumes(tmp_path):
     try:
         deadline = time.monotonic() + 300
         # Kill it once CPT has written a checkpoint: mid-stage, with earlier stages finished.
-        while not list((out / "cpt.partial" / "checkpoints").glob("checkpoint-*")):
+        while last_complete_checkpoint(out / "cpt.partial") is None:
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.2)
