@@ -42,8 +42,8 @@ SEED_LOOP = (
 
 def setup(tmp: Path, n: int):
     from wikitune.corpus.extract import ExtractConfig, run_extract
-    from wikitune.evaluate.harmony import PromptSettings, render_prompt
-    from wikitune.models import train_bpe_tokenizer
+    from wikitune.gptoss.harmony import PromptSettings, render_prompt
+    from wikitune.gptoss.model import train_bpe_tokenizer
     from wikitune.qa import load_qa
     from wikitune.qa.build import QABuildConfig, run_qa_build
 
@@ -73,9 +73,9 @@ def main() -> None:
 
     import torch
 
-    from wikitune.evaluate.generate import GenerationSettings, HFBackend
-    from wikitune.evaluate.loopguard import find_cycle
-    from wikitune.models import load_model_and_tokenizer
+    from wikitune.gptoss.generate import GenerationSettings, HFBackend
+    from wikitune.gptoss.loopguard import find_cycle
+    from wikitune.gptoss.model import load_model_and_tokenizer
 
     torch.set_num_threads(os.cpu_count() or 1)
     report: dict = {"questions": args.questions, "repeat": args.repeat, "threads": torch.get_num_threads()}
@@ -124,7 +124,7 @@ def main() -> None:
         if (VOCAB / "o200k_base.tiktoken").is_file():
             import tiktoken
 
-            from wikitune.models import set_offline_tiktoken
+            from wikitune.gptoss.model import set_offline_tiktoken
 
             set_offline_tiktoken(VOCAB)  # tiktoken reads its cache dir, never the network
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from wikitune.corpus.extract import ExtractConfig, run_extract
-    from wikitune.models import build_tiny_gpt_oss, train_bpe_tokenizer
+    from wikitune.gptoss.model import build_tiny_gpt_oss, train_bpe_tokenizer
     from wikitune.train.data import pack_wrapped, pad_batches, read_articles, split_articles, tokenize_documents
     from wikitune.train.lora import LoraSettings, apply_lora
 

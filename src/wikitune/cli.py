@@ -156,7 +156,7 @@ def cpt(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its last checkpoint.")] = False,
 ) -> None:
     """Continued pre-training (LoRA on attention and experts) on a corpus directory."""
-    from wikitune.train.config import load_config
+    from wikitune.config import load_config
     from wikitune.train.cpt import CPTConfig, run_cpt
 
     cfg = load_config(CPTConfig, config, list(overrides or []) + (["resume=true"] if resume else []))
@@ -171,7 +171,7 @@ def sft(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its last checkpoint.")] = False,
 ) -> None:
     """Supervised fine-tuning (LoRA) on QA pairs as harmony chats, loss on the final answer only."""
-    from wikitune.train.config import load_config
+    from wikitune.config import load_config
     from wikitune.train.sft import SFTConfig, run_sft
 
     cfg = load_config(SFTConfig, config, list(overrides or []) + (["resume=true"] if resume else []))
@@ -193,7 +193,7 @@ def merge(
     out: Annotated[Path, typer.Option("--out", help="Directory for the merged Hugging Face model.")],
 ) -> None:
     """Merge a run's LoRA adapter into its base model (usable without PEFT)."""
-    from wikitune.train.merge import run_merge
+    from wikitune.gptoss.merge import run_merge
 
     typer.echo(f"{run_merge(run, out)}: merged model and tokenizer")
 
@@ -215,7 +215,7 @@ def eval_(
     import json
 
     from wikitune.evaluate.run import QAEvalConfig, run_eval
-    from wikitune.train.config import load_config
+    from wikitune.config import load_config
 
     items = list(overrides or [])
     flags = {"model": model, "tokenizer": tokenizer, "adapter": adapter, "qa": list(qa) if qa else None,
@@ -252,7 +252,7 @@ def serve(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Default token budget of a reply.")] = 256,
 ) -> None:
     """OpenAI-compatible /v1/chat/completions server for a model (+ adapter) on 127.0.0.1."""
-    from wikitune.evaluate.server import serve as run_server
+    from wikitune.gptoss.serve import serve as run_server
 
     run_server(model, tokenizer=tokenizer, adapter=adapter, port=port, max_new_tokens=max_new_tokens)
 
@@ -265,7 +265,7 @@ def run(
     force: Annotated[list[str], typer.Option("--force", help="Rerun this stage (and what follows) even if cached (repeatable).")] = [],
 ) -> None:
     """Everything: corpus, QA, CPT, SFT, evaluation of every model, report. Cached per stage."""
-    from wikitune.pipeline import load_study_config, run_study
+    from wikitune.study.stages import load_study_config, run_study
 
     items = list(overrides or []) + ([f"output_dir={out}"] if out else [])
     cfg = load_study_config(config, items)
@@ -279,7 +279,7 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A study directory (wikitune run) or a directory of run directories.")],
 ) -> None:
     """Write RUN_DIR/report/index.html and report.md from the run artifacts (no model is run)."""
-    from wikitune.report import write_report
+    from wikitune.study.report import write_report
 
     typer.echo(f"{write_report(run_dir)}")
 

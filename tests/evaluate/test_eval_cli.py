@@ -38,7 +38,7 @@ def test_serve_command_answers_over_http(tmp_path):
     import httpx
 
     from wikitune.corpus.extract import ExtractConfig, run_extract
-    from wikitune.models import train_bpe_tokenizer
+    from wikitune.gptoss.model import train_bpe_tokenizer
 
     corpus = run_extract(ExtractConfig(dump="demo", out=tmp_path / "corpus")).out
     texts = [json.loads(line)["text"] for line in (corpus / "articles.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from wikitune.evaluate.run import QAEvalConfig
-from wikitune.train.config import load_config
+from wikitune.config import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*/eval*.yaml"))
 

@@ -10,14 +10,14 @@ import pytest
 
 from wikitune.errors import WikituneError
 from wikitune.evaluate.run import QAEvalConfig, run_eval
-from wikitune.train.config import load_config
+from wikitune.config import load_config
 
 RESULT_KEYS = {"id", "question", "answer", "domain", "raw", "final", "analysis", "flags", "scores", "new_tokens"}
 
 
 @pytest.fixture(scope="module")
 def tiny(demo_corpus, tmp_path_factory):
-    from wikitune.models import load_model_and_tokenizer, train_bpe_tokenizer
+    from wikitune.gptoss.model import load_model_and_tokenizer, train_bpe_tokenizer
 
     texts = [json.loads(line)["text"] for line in (demo_corpus / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
     tok_dir = tmp_path_factory.mktemp("tok")
@@ -98,7 +98,7 @@ def free_port():
 def server(tiny):
     import uvicorn
 
-    from wikitune.evaluate.server import create_app
+    from wikitune.gptoss.serve import create_app
 
     model, tokenizer, _ = tiny
     port = free_port()
@@ -219,9 +219,9 @@ def test_multiple_choice_questions_show_their_choices():
 def test_sampling_is_seeded_and_an_adapter_changes_the_answers(tiny, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from wikitune.evaluate.generate import GenerationSettings, HFBackend
-    from wikitune.evaluate.harmony import PromptSettings, render_prompt
-    from wikitune.models import load_model_and_tokenizer
+    from wikitune.gptoss.generate import GenerationSettings, HFBackend
+    from wikitune.gptoss.harmony import PromptSettings, render_prompt
+    from wikitune.gptoss.model import load_model_and_tokenizer
 
     model, tokenizer, tok_dir = tiny
     prompts = [render_prompt(PromptSettings(), q) for q in ("銀魂で、桂小太郎のあだ名は？", "進撃の巨人の掛け声は？")]

@@ -3,7 +3,7 @@
 import pytest
 
 from wikitune.errors import WikituneError
-from wikitune.evaluate.generate import Generation
+from wikitune.gptoss.generate import Generation
 from wikitune.evaluate.judge import JudgeSettings, judge_message, judge_records, parse_verdict, rubric
 
 

@@ -12,7 +12,7 @@ from wikitune.split import is_heldout
 
 @pytest.fixture(scope="module")
 def tiny(demo_corpus, tmp_path_factory):
-    from wikitune.models import load_model_and_tokenizer, train_bpe_tokenizer
+    from wikitune.gptoss.model import load_model_and_tokenizer, train_bpe_tokenizer
 
     texts = [json.loads(line)["text"] for line in (demo_corpus / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
     tok_dir = tmp_path_factory.mktemp("tok")

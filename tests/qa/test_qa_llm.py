@@ -5,7 +5,7 @@ import json
 import pytest
 
 from wikitune.errors import WikituneError
-from wikitune.evaluate.generate import Generation
+from wikitune.gptoss.generate import Generation
 from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.qa.llm import LLMQuestionSettings, check_proposal, generation_prompt, parse_proposals
 

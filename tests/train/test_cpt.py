@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 
 from tests.train.conftest import FAST
 from wikitune.errors import WikituneError
-from wikitune.train.config import load_config
+from wikitune.config import load_config
 from wikitune.train.cpt import CPTConfig, run_cpt
 
 
@@ -76,7 +76,7 @@ def test_run_directory_artifacts(trained):
 
 
 def test_saved_adapter_reloads_to_identical_logits(trained):
-    from wikitune.models import load_model_and_tokenizer
+    from wikitune.gptoss.model import load_model_and_tokenizer
 
     run, capture = trained
     ids = torch.arange(3, 40).reshape(1, -1)

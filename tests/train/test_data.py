@@ -36,7 +36,7 @@ def test_padded_alternative_wastes_tokens():
 
 
 def test_every_article_ends_with_the_separator(demo_corpus):
-    from wikitune.models import train_bpe_tokenizer
+    from wikitune.gptoss.model import train_bpe_tokenizer
 
     articles = read_articles(demo_corpus)
     tok = train_bpe_tokenizer([a["text"] for a in articles], 400, demo_corpus.parent / "tok")

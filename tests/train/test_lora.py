@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wikitune.errors import WikituneError
-from wikitune.models import build_tiny_gpt_oss
+from wikitune.gptoss.model import build_tiny_gpt_oss
 from wikitune.train.lora import COVERAGE_FILE, LoraSettings, apply_lora, match_modules
 
 

@@ -11,8 +11,8 @@ import torch
 from tests.conftest import shared_file
 from tests.train.conftest import FAST
 from wikitune.errors import WikituneError
-from wikitune.models import harmony_chat_template, train_bpe_tokenizer
-from wikitune.train.config import load_config
+from wikitune.gptoss.model import harmony_chat_template, train_bpe_tokenizer
+from wikitune.config import load_config
 from wikitune.train.data import IGNORE_INDEX, encode_qa, pinned_template
 from wikitune.train.sft import SFTConfig, run_sft
 
@@ -40,7 +40,7 @@ def test_label_mask_bpe(tmp_path):
 
 
 def test_label_mask_real_gpt_oss_tokenizer(tmp_path, monkeypatch):
-    from wikitune.models import load_gpt_oss_tokenizer
+    from wikitune.gptoss.model import load_gpt_oss_tokenizer
 
     directory = shared_file("gpt-oss", "o200k_base.tiktoken").parent
     monkeypatch.setenv("WIKITUNE_CACHE", str(tmp_path))
@@ -97,7 +97,7 @@ def test_sft_on_a_cpt_adapter(tmp_path, qa_file, cpt_run, mode):
     else:
         assert "continued_from" not in coverage and coverage["settings"]["r"] == 4
     # the run reloads with its whole chain (base, CPT adapter merged or continued, SFT adapter)
-    from wikitune.models import load_model_and_tokenizer
+    from wikitune.gptoss.model import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(None, adapter=run)
     assert len(tok) == 400
@@ -130,8 +130,8 @@ def test_sft_resume_equals_uninterrupted(tmp_path, qa_file):
 def test_merge_writes_a_plain_model_with_the_same_logits(tmp_path, cpt_run):
     from transformers import AutoModelForCausalLM
 
-    from wikitune.models import load_model_and_tokenizer
-    from wikitune.train.merge import run_merge
+    from wikitune.gptoss.model import load_model_and_tokenizer
+    from wikitune.gptoss.merge import run_merge
 
     out = run_merge(cpt_run, tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(out, attn_implementation="eager").eval()

@@ -81,8 +81,8 @@ def judge_records(records: list[dict[str, Any]], settings: JudgeSettings, *, bac
     Records already judged with the same judge model keep their verdict (a resumed run does not
     ask again).
     """
-    from wikitune.evaluate.generate import GenerationSettings, OpenAIBackend
-    from wikitune.evaluate.harmony import parse_completion
+    from wikitune.gptoss.generate import GenerationSettings, OpenAIBackend
+    from wikitune.gptoss.harmony import parse_completion
 
     todo = []
     for rec in records:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from wikitune.errors import WikituneError
-from wikitune.evaluate.generate import Generation, GenerationSettings
-from wikitune.evaluate.harmony import PromptSettings, parse_completion, render_prompt
+from wikitune.gptoss.generate import Generation, GenerationSettings
+from wikitune.gptoss.harmony import PromptSettings, parse_completion, render_prompt
 from wikitune.evaluate.judge import JudgeSettings
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class QAEvalConfig:
         if self.prompt.format == "chat_template" and self.prompt.date is None and self.adapter \
                 and (Path(self.adapter) / "config.yaml").is_file():
             # the date the SFT run rendered its prompts with: the same prompt tokens at eval time
-            from wikitune.models import read_run_config
+            from wikitune.gptoss.model import read_run_config
 
             run_date = read_run_config(self.adapter).get("current_date")
             if run_date:
@@ -216,7 +216,7 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
     """
     from wikitune.evaluate.scoring import summarize
     from wikitune.qa.loaders import load_qa_spec
-    from wikitune.train.config import write_config
+    from wikitune.config import write_config
 
     out = Path(cfg.output_dir)
     sets = [load_qa_spec(spec) for spec in cfg.qa]
@@ -242,8 +242,8 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
         index = BM25Index.from_corpus(cfg.corpus)
     started = time.perf_counter()
     if cfg.backend == "hf" and backend is None and (todo or cfg.perplexity):
-        from wikitune.evaluate.generate import HFBackend
-        from wikitune.models import load_model_and_tokenizer
+        from wikitune.gptoss.generate import HFBackend
+        from wikitune.gptoss.model import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, cfg.adapter, tiny=cfg.tiny, dtype=cfg.dtype)
         backend = HFBackend(model, tokenizer, cfg.generation)
@@ -310,13 +310,13 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
 def _answerer(cfg: QAEvalConfig, backend: Any):
     """A function (questions, contexts) -> generations for the configured backend."""
     if cfg.backend == "openai":
-        from wikitune.evaluate.generate import OpenAIBackend
+        from wikitune.gptoss.generate import OpenAIBackend
 
         client = backend or OpenAIBackend(cfg.base_url, cfg.model, cfg.generation, api=cfg.api, concurrency=cfg.concurrency)
         return lambda questions, contexts: client.chat(
             [chat_messages(cfg.prompt, q, c) for q, c in zip(questions, contexts)], reasoning_effort=cfg.prompt.reasoning_effort)
     if cfg.prompt.format == "chat_template":
-        from wikitune.evaluate.harmony import render_with_chat_template
+        from wikitune.gptoss.harmony import render_with_chat_template
 
         return lambda questions, contexts: backend.generate(
             [render_with_chat_template(backend.tokenizer, cfg.prompt, q, context=c) for q, c in zip(questions, contexts)])

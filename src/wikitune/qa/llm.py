@@ -90,8 +90,8 @@ def check_proposal(proposal: dict[str, str], article_text: str, max_answer_chars
 def propose_questions(records: Iterable[dict[str, Any]], settings: LLMQuestionSettings, *, max_answer_chars: int,
                       skipped: Counter, backend: Any = None) -> list[tuple[dict, dict[str, str]]]:
     """(article record, {question, answer}) pairs the LLM proposed and the checks kept."""
-    from wikitune.evaluate.generate import GenerationSettings, OpenAIBackend
-    from wikitune.evaluate.harmony import parse_completion
+    from wikitune.gptoss.generate import GenerationSettings, OpenAIBackend
+    from wikitune.gptoss.harmony import parse_completion
 
     records = [r for r in records if (r.get("text") or "").strip()]
     client = backend or OpenAIBackend(settings.base_url, settings.model, GenerationSettings(max_new_tokens=settings.max_new_tokens),

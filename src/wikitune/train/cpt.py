@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wikitune.errors import WikituneError
-from wikitune.models import TINY, TinyGptOssConfig
+from wikitune.gptoss.model import TINY, TinyGptOssConfig
 from wikitune.train.lora import LoraSettings
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _load_tokenizer(cfg: CPTConfig, run_dir: Path, train_texts: list[str], reuse
     """The run's tokenizer: reloaded from RUN/tokenizer on resume, else as configured."""
     from transformers import AutoTokenizer
 
-    from wikitune.models import load_tokenizer, train_bpe_tokenizer
+    from wikitune.gptoss.model import load_tokenizer, train_bpe_tokenizer
 
     saved = run_dir / "tokenizer"
     if reuse_saved and (saved / "tokenizer.json").is_file():
@@ -176,10 +176,10 @@ def _run_cpt(cfg: CPTConfig, callbacks: list | None) -> Path:
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from wikitune.models import load_model_and_tokenizer
+    from wikitune.gptoss.model import load_model_and_tokenizer
     from wikitune.train import data as D
     from wikitune.train import runtime as R
-    from wikitune.train.config import write_config
+    from wikitune.config import write_config
     from wikitune.train.lora import apply_lora, continue_adapter
 
     run_dir = Path(cfg.output_dir)

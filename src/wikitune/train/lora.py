@@ -192,7 +192,7 @@ def continue_adapter(model: "torch.nn.Module", adapter: str | Path, settings: Lo
     apply, `settings.dropout` is put on its module targets. Returns (peft_model, coverage)."""
     from peft import PeftConfig, PeftModel
 
-    from wikitune.models import resolve_adapter
+    from wikitune.gptoss.model import resolve_adapter
 
     path = resolve_adapter(adapter)
     peft_config = PeftConfig.from_pretrained(str(path))

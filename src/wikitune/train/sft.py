@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wikitune.errors import WikituneError
-from wikitune.models import TINY, TinyGptOssConfig
+from wikitune.gptoss.model import TINY, TinyGptOssConfig
 from wikitune.train.lora import LoraSettings
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class SFTConfig:
 def _tokenizer(cfg: SFTConfig, run_dir: Path, records: list[dict], reuse_saved: bool):
     from transformers import AutoTokenizer
 
-    from wikitune.models import load_tokenizer, train_bpe_tokenizer
+    from wikitune.gptoss.model import load_tokenizer, train_bpe_tokenizer
 
     saved = run_dir / "tokenizer"
     if reuse_saved and (saved / "tokenizer.json").is_file():
@@ -164,7 +164,7 @@ def _tokenizer(cfg: SFTConfig, run_dir: Path, records: list[dict], reuse_saved: 
 
 def encode_records(records: list[dict], tokenizer, cfg: SFTConfig) -> tuple[list[dict], int]:
     """Encoded rows (input_ids, labels) of the QA records, and how many were too long."""
-    from wikitune.models import harmony_chat_template
+    from wikitune.gptoss.model import harmony_chat_template
     from wikitune.train.data import encode_qa, pinned_template
 
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else harmony_chat_template()
@@ -200,10 +200,10 @@ def _run_sft(cfg: SFTConfig, callbacks: list | None) -> Path:
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from wikitune.models import load_model_and_tokenizer, read_run_config
+    from wikitune.gptoss.model import load_model_and_tokenizer, read_run_config
     from wikitune.train import data as D
     from wikitune.train import runtime as R
-    from wikitune.train.config import write_config
+    from wikitune.config import write_config
     from wikitune.train.lora import apply_lora, continue_adapter
 
     run_dir = Path(cfg.output_dir)

@@ -1,6 +1,6 @@
 """Answers from servers that separate the channels themselves (vLLM chat, OpenAI Responses) keep final and analysis."""
 
-from wikitune.evaluate.generate import _chat_generation, _responses_generation
+from wikitune.gptoss.generate import _chat_generation, _responses_generation
 from wikitune.evaluate.run import result_record
 from wikitune.qa.loaders import QAItem
 

@@ -1,4 +1,4 @@
-"""wikitune.models: the tiny gpt-oss, the corpus BPE and the offline gpt-oss tokenizer."""
+"""wikitune.gptoss.model: the tiny gpt-oss, the corpus BPE and the offline gpt-oss tokenizer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from tests.conftest import shared_file
 from wikitune.errors import WikituneError
-from wikitune.models import (
+from wikitune.gptoss.model import (
     HARMONY_SPECIAL_TOKENS,
     TinyGptOssConfig,
     build_tiny_gpt_oss,

@@ -4,7 +4,7 @@
     wikitune run --config configs/gpt-oss-20b/study.yaml
     wikitune run --config study.yaml sft.learning_rate=1e-4 --force cpt
 
-Stages, each a directory of the study (see `wikitune.study` for the caching rules):
+Stages, each a directory of the study (see `wikitune.study.cache` for the caching rules):
 
     corpus       extract (or crawl) the source; `stats.json` with the missing expected titles
     qa           QA pairs from the corpus: train.jsonl, test.jsonl, unseen.jsonl
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wikitune.errors import WikituneError
-from wikitune.study import Stage, StageResult, Study
-from wikitune.train.config import merge_dicts
+from wikitune.study.cache import Stage, StageResult, Study
+from wikitune.config import merge_dicts
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class StudyConfig:
     """Vocabulary of the BPE trained for tiny-gpt-oss."""
     tiny: dict = field(default_factory=lambda: {"num_hidden_layers": 2, "hidden_size": 64, "num_local_experts": 4,
                                                 "num_experts_per_tok": 2})
-    """Sizes of tiny-gpt-oss (wikitune.models.TinyGptOssConfig fields; others keep their defaults)."""
+    """Sizes of tiny-gpt-oss (wikitune.gptoss.model.TinyGptOssConfig fields; others keep their defaults)."""
     qa: dict = field(default_factory=dict)
     """`qa build` settings (QABuildConfig fields except corpus/out)."""
     cpt: dict = field(default_factory=dict)
@@ -122,7 +122,7 @@ class StudyConfig:
 
 
 def load_study_config(path: str | Path | None, overrides: list[str] | None = None) -> StudyConfig:
-    from wikitune.train.config import load_config
+    from wikitune.config import load_config
 
     return load_config(StudyConfig, path, overrides)
 
@@ -195,7 +195,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
 
     def qa(out: Path, resume: bool) -> None:
         from wikitune.qa.build import QABuildConfig, run_qa_build
-        from wikitune.train.config import build
+        from wikitune.config import build
 
         run_qa_build(build(QABuildConfig, {**qa_settings, "corpus": str(root / "corpus"), "out": str(out)}))
 
@@ -209,7 +209,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
         model_deps = ["tokenizer"]
 
         def train_tokenizer(out: Path, resume: bool) -> None:
-            from wikitune.models import train_bpe_tokenizer
+            from wikitune.gptoss.model import train_bpe_tokenizer
             from wikitune.train.data import read_articles, split_articles
 
             train, _heldout = split_articles(read_articles(root / "corpus"), cfg.heldout_fraction)
@@ -222,7 +222,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
     # ---- training -------------------------------------------------------------------------------
     def trainer(kind: str, settings: dict) -> Callable[[Path, bool], None]:
         def run(out: Path, resume: bool) -> None:
-            from wikitune.train.config import build
+            from wikitune.config import build
             from wikitune.train.runtime import last_complete_checkpoint
 
             checkpoint = resume and last_complete_checkpoint(out) is not None
@@ -267,7 +267,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
 
         def evaluate(out: Path, resume: bool, settings: dict = settings) -> None:
             from wikitune.evaluate.run import QAEvalConfig, run_eval
-            from wikitune.train.config import build
+            from wikitune.config import build
 
             run_eval(build(QAEvalConfig, {**settings, "output_dir": str(out), "resume": True}))
 
@@ -278,11 +278,11 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
 
 def run_study(cfg: StudyConfig, force: list[str] | None = None, progress: Callable[[str], None] | None = None) -> tuple[dict[str, StageResult], Path]:
     """Run (or reuse) every stage, then write the report. Returns the stage results and the report path."""
-    from wikitune.report import write_report
+    from wikitune.study.report import write_report
 
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    from wikitune.train.config import write_config
+    from wikitune.config import write_config
 
     write_config(cfg, root / "study.yaml")
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))

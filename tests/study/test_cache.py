@@ -7,7 +7,7 @@ import json
 import pytest
 
 from wikitune.errors import WikituneError
-from wikitune.study import MARKER, Stage, Study
+from wikitune.study.cache import MARKER, Stage, Study
 
 
 class Recorder:

@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import shared_file
 from wikitune.errors import WikituneError
-from wikitune.evaluate.harmony import PromptSettings, parse_completion, render_prompt, render_prompt_with_harmony
+from wikitune.gptoss.harmony import PromptSettings, parse_completion, render_prompt, render_prompt_with_harmony
 
 # The seed report's looping analysis (table 2), as a model emits it: no final, cut by the token budget.
 LOOP = (
@@ -102,8 +102,8 @@ def test_malformed_and_unknown_tokens():
 
 def test_chat_template_prompt_equals_the_sft_training_prompt(tmp_path):
     """prompt.format=chat_template gives exactly the prompt tokens `sft` trains on (labels -100)."""
-    from wikitune.models import train_bpe_tokenizer
-    from wikitune.evaluate.harmony import render_with_chat_template
+    from wikitune.gptoss.model import train_bpe_tokenizer
+    from wikitune.gptoss.harmony import render_with_chat_template
     from wikitune.train.data import encode_qa, pinned_template
 
     tok = train_bpe_tokenizer(["銀魂で、桂小太郎のあだ名は？ヅラ。簡潔に答えて。"] * 20, 400, tmp_path / "tok")

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from wikitune.errors import WikituneError
-from wikitune.evaluate.harmony import STOP_STRINGS
-from wikitune.evaluate.loopguard import LoopGuard
+from wikitune.gptoss.harmony import STOP_STRINGS
+from wikitune.gptoss.loopguard import LoopGuard
 
 log = logging.getLogger(__name__)
 

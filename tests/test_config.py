@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from wikitune.errors import WikituneError
-from wikitune.train.config import field_help, load_config, parse_overrides, write_config
+from wikitune.config import field_help, load_config, parse_overrides, write_config
 from wikitune.train.cpt import CPTConfig
 from wikitune.train.lora import LoraSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_precedence_defaults_yaml_overrides(tmp_path):
@@ -49,7 +49,7 @@ def test_parse_overrides_nested():
 def test_every_field_has_help():
     import dataclasses
 
-    from wikitune.models import TinyGptOssConfig
+    from wikitune.gptoss.model import TinyGptOssConfig
     from wikitune.train.sft import SFTConfig
 
     for cls in (CPTConfig, SFTConfig, LoraSettings, TinyGptOssConfig):

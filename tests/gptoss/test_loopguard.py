@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from wikitune.evaluate.loopguard import CycleDetector, LoopGuard, find_cycle
+from wikitune.gptoss.loopguard import CycleDetector, LoopGuard, find_cycle
 
 
 def words(text):  # a word-level "tokenizer" for real-shaped text

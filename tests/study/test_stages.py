@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from wikitune.pipeline import ALL_RUNS, StudyConfig, build_stages, load_study_config, run_study
-from wikitune.train.config import write_config
+from wikitune.study.stages import ALL_RUNS, StudyConfig, build_stages, load_study_config, run_study
+from wikitune.config import write_config
 from wikitune.train.runtime import last_complete_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -138,7 +138,7 @@ def test_study_configs_load_and_name_their_command(path, monkeypatch, tmp_path):
     # Every stage's settings must be valid keys of that stage's config (unknown keys are errors).
     from wikitune.evaluate.run import QAEvalConfig
     from wikitune.qa.build import QABuildConfig
-    from wikitune.train.config import build
+    from wikitune.config import build
     from wikitune.train.cpt import CPTConfig
     from wikitune.train.sft import SFTConfig
 

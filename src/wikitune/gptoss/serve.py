@@ -23,8 +23,8 @@ from dataclasses import replace
 from typing import Any
 
 from wikitune.errors import WikituneError
-from wikitune.evaluate.generate import GenerationSettings, HFBackend
-from wikitune.evaluate.harmony import REASONING_EFFORTS, PromptSettings, parse_completion, render_conversation
+from wikitune.gptoss.generate import GenerationSettings, HFBackend
+from wikitune.gptoss.harmony import REASONING_EFFORTS, PromptSettings, parse_completion, render_conversation
 
 
 def create_app(model: Any, tokenizer: Any, *, model_name: str = "wikitune", settings: GenerationSettings | None = None,
@@ -143,7 +143,7 @@ def serve(model: str | None, *, tokenizer: str | None = None, adapter: str | Non
     """Load the model and serve it until interrupted."""
     import uvicorn
 
-    from wikitune.models import load_model_and_tokenizer
+    from wikitune.gptoss.model import load_model_and_tokenizer
 
     if not 0 < port < 65536:
         raise WikituneError(f"--port must be in 1..65535, got {port}")

@@ -1,6 +1,6 @@
 """Models and tokenizers: a tiny random gpt-oss for CPU, the real gpt-oss on GPU, offline tokenizers.
 
-    from wikitune.models import load_model_and_tokenizer
+    from wikitune.gptoss.model import load_model_and_tokenizer
     model, tok = load_model_and_tokenizer("tiny-gpt-oss", tokenizer="runs/cpt/tokenizer")
     model, tok = load_model_and_tokenizer("openai/gpt-oss-20b", quantization="mxfp4-dequantize")
     model, tok = load_model_and_tokenizer(None, adapter="runs/cpt")   # a run directory: its model,

@@ -11,7 +11,7 @@ import yaml
 
 from wikitune.corpus.extract import DEMO_ROOTS, ExtractConfig, run_extract
 from wikitune.evaluate.scoring import summarize
-from wikitune.report import collect, write_report
+from wikitune.study.report import collect, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>"

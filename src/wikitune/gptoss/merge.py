@@ -21,7 +21,7 @@ def run_merge(run: str | Path, out: str | Path, *, overwrite: bool = False) -> P
     Raises:
         WikituneError: `run` has no adapter, or `out` exists and is not empty (without overwrite).
     """
-    from wikitune.models import load_model_and_tokenizer, resolve_adapter
+    from wikitune.gptoss.model import load_model_and_tokenizer, resolve_adapter
 
     run, out = Path(run), Path(out)
     resolve_adapter(run)
@@ -40,7 +40,7 @@ def _base_of(adapter_dir: Path) -> str:
     """The base model an adapter directory names (adapter_config.json)."""
     import json
 
-    from wikitune.models import resolve_adapter
+    from wikitune.gptoss.model import resolve_adapter
 
     config = json.loads((resolve_adapter(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path")

@@ -1,0 +1,1 @@
+"""`wikitune run`: the typed study config, its cached stages and the report."""
