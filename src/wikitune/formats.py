@@ -1,0 +1,243 @@
+"""The contract between stages (shared DESIGN.md): file names, and one reader and one writer per
+file kind. Every stage reads and writes these files through this module only, so a field is
+spelled in one place.
+
+    from wikitune import formats
+    for article in formats.iter_articles("corpus/demo"): ...
+    items = formats.read_qa_file("qa/demo/test.jsonl")
+    summary = formats.read_summary("runs/demo/eval-base")
+
+JSON Schemas of the records live beside this module in `schemas/` (package data); the tests check
+every file the stages write against them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from wikitune.errors import WikituneError
+
+# ---- a corpus directory ---------------------------------------------------------------------------
+MANIFEST = "manifest.json"
+ARTICLES = "articles.jsonl"
+CATEGORIES = "categories.jsonl"
+TEXT_DIR = "text"
+MARKDOWN_DIR = "markdown"
+
+# ---- a QA directory (`qa build`) ------------------------------------------------------------------
+QA_TRAIN = "train.jsonl"
+QA_TEST = "test.jsonl"
+QA_UNSEEN = "unseen.jsonl"
+QA_MANIFEST = "manifest.json"
+
+# ---- a run directory (`cpt`, `sft`, `eval`) -------------------------------------------------------
+RUN_CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+ADAPTER_DIR = "adapter"
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+
+ARTICLE_TEXT_FIELDS = ("text", "markdown")
+
+
+def schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of a record kind: `article`, `category`, `qa`, `eval_result`, `comparison`."""
+    path = resources.files("wikitune") / "schemas" / f"{name}.schema.json"
+    if not path.is_file():
+        raise WikituneError(f"no schema named {name!r}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ---- JSON and JSONL ------------------------------------------------------------------------------
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """One JSON document; `what` says in the error what the file should have been."""
+    path = Path(path)
+    if not path.is_file():
+        raise WikituneError(f"{path} does not exist: {what}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise WikituneError(f"{path} is not valid JSON ({err}): {what}") from err
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON atomically (a temporary file renamed into place), UTF-8, indented."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def iter_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; an error names the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise WikituneError(f"{path} does not exist: {what}")
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise WikituneError(f"{path}:{line_no} is not JSON ({err.msg}): {what}") from err
+            if not isinstance(record, dict):
+                raise WikituneError(f"{path}:{line_no} is not a JSON object: {what}")
+            yield line_no, record
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write one JSON object per line (UTF-8, unescaped); returns the number written."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+# ---- corpus --------------------------------------------------------------------------------------
+
+
+def is_corpus(directory: str | Path) -> bool:
+    """A finished corpus: its manifest (written last) and its articles are there."""
+    directory = Path(directory)
+    return (directory / MANIFEST).is_file() and (directory / ARTICLES).is_file()
+
+
+def _corpus_articles_path(corpus: str | Path) -> Path:
+    path = Path(corpus) / ARTICLES
+    if not path.is_file():
+        raise WikituneError(f"{corpus} is not a corpus directory (no {ARTICLES}); build one with `wikitune extract`")
+    return path
+
+
+def iter_articles(corpus: str | Path) -> Iterator[dict[str, Any]]:
+    """Every article record of a corpus directory, in file order (sorted by page id), streamed."""
+    path = _corpus_articles_path(corpus)
+    for line_no, record in iter_jsonl(path, "a corpus has one article record per line"):
+        if not isinstance(record.get("pageid"), int) or not isinstance(record.get("title"), str):
+            raise WikituneError(f"{path}:{line_no}: not an article record (needs an integer pageid and a title)")
+        yield record
+
+
+def read_articles(corpus: str | Path, text_field: str = "text") -> list[dict[str, Any]]:
+    """Articles of a corpus directory, sorted by page id, reduced to `pageid`, `title`, `text`
+    (`text` holds the `text_field` of the record: plain text or Markdown).
+
+    Raises:
+        WikituneError: not a corpus directory, a malformed record, no articles, or a bad `text_field`.
+    """
+    if text_field not in ARTICLE_TEXT_FIELDS:
+        raise WikituneError(f"text_field must be text or markdown, got {text_field!r}")
+    out = []
+    for record in iter_articles(corpus):
+        text = record.get(text_field)
+        if not isinstance(text, str):
+            raise WikituneError(f"{Path(corpus) / ARTICLES}: article {record['pageid']} has no {text_field!r} string")
+        out.append({"pageid": record["pageid"], "title": record["title"], "text": text})
+    if not out:
+        raise WikituneError(f"{Path(corpus) / ARTICLES} holds no articles")
+    return sorted(out, key=lambda a: a["pageid"])
+
+
+def iter_categories(corpus: str | Path) -> Iterator[dict[str, Any]]:
+    """Every category record (`title`, `parents`, `depth`) of a corpus directory."""
+    for _line_no, record in iter_jsonl(Path(corpus) / CATEGORIES, "a corpus has one category record per line"):
+        yield record
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a corpus (or QA) directory."""
+    return read_json(Path(directory) / MANIFEST, "the manifest of a directory written by wikitune")
+
+
+# ---- QA ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class QAItem:
+    """One question (the QA JSONL record of DESIGN.md, plus optional choices)."""
+
+    id: str
+    question: str
+    answer: str
+    aliases: list[str] = field(default_factory=list)
+    domain: str = "anime"
+    split: str | None = None
+    source: dict | None = None
+    choices: list[str] | None = None
+    """Multiple-choice options (JCommonsenseQA, some JAQKET rows); shown to the model when present."""
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["choices"] is None:
+            del out["choices"]
+        return out
+
+
+def qa_item_from_record(record: dict[str, Any], where: str) -> QAItem:
+    """A QA record as a `QAItem`; `where` (file:line) names the record in errors."""
+    missing = [k for k in ("id", "question", "answer") if k not in record]
+    if missing:
+        raise WikituneError(f"{where}: a record lacks {', '.join(missing)}; see the QA file format in the README")
+    return QAItem(
+        id=str(record["id"]), question=str(record["question"]), answer=str(record["answer"] or ""),
+        aliases=[str(a) for a in record.get("aliases") or []], domain=record.get("domain") or "anime",
+        split=record.get("split"), source=record.get("source"), choices=record.get("choices"),
+    )
+
+
+def read_qa_file(path: str | Path) -> list[QAItem]:
+    """Every record of a wikitune QA JSONL file, in file order."""
+    path = Path(path)
+    return [qa_item_from_record(record, f"{path}:{line_no}")
+            for line_no, record in iter_jsonl(path, "a QA file has one JSON object per line; build one with `wikitune qa build`")]
+
+
+def write_qa_file(path: str | Path, items: Iterable[QAItem]) -> int:
+    """Write QA items as JSONL; returns the number written."""
+    return write_jsonl(path, (item.to_json() for item in items))
+
+
+# ---- run directories -----------------------------------------------------------------------------
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """`summary.json` of a run directory (cpt, sft or eval)."""
+    return read_json(Path(run_dir) / SUMMARY, "give a run directory written by `wikitune cpt`, `sft` or `eval`")
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+    return write_json(Path(run_dir) / SUMMARY, summary)
+
+
+def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
+    """`results.jsonl` of an evaluation run: one record per question."""
+    return [record for _line_no, record in
+            iter_jsonl(Path(run_dir) / RESULTS, "give a run directory written by `wikitune eval`")]
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """`metrics.jsonl` of a training run: one record per logged step ([] before the first log)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    return [record for _line_no, record in iter_jsonl(path, "one object per logged step")]
+
+
+def is_eval_run(directory: str | Path) -> bool:
+    directory = Path(directory)
+    return (directory / SUMMARY).is_file() and (directory / RESULTS).is_file()
+
+
+def is_training_run(directory: str | Path) -> bool:
+    return (Path(directory) / METRICS).is_file()
