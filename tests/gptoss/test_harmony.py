@@ -104,7 +104,8 @@ def test_chat_template_prompt_equals_the_sft_training_prompt(tmp_path):
     """prompt.format=chat_template gives exactly the prompt tokens `sft` trains on (labels -100)."""
     from wikitune.gptoss.model import train_bpe_tokenizer
     from wikitune.gptoss.harmony import render_with_chat_template
-    from wikitune.train.data import encode_qa, pinned_template
+    from wikitune.gptoss.harmony import pinned_template
+    from wikitune.train.data import encode_qa
 
     tok = train_bpe_tokenizer(["銀魂で、桂小太郎のあだ名は？ヅラ。簡潔に答えて。"] * 20, 400, tmp_path / "tok")
     for developer, effort in ((None, "low"), ("簡潔に答えて。", "high")):

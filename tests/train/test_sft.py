@@ -11,9 +11,10 @@ import torch
 from tests.conftest import shared_file
 from tests.train.conftest import FAST
 from wikitune.errors import WikituneError
-from wikitune.gptoss.model import harmony_chat_template, train_bpe_tokenizer
+from wikitune.gptoss.harmony import harmony_chat_template, pinned_template
+from wikitune.gptoss.model import train_bpe_tokenizer
 from wikitune.config import load_config
-from wikitune.train.data import IGNORE_INDEX, encode_qa, pinned_template
+from wikitune.train.data import IGNORE_INDEX, encode_qa
 from wikitune.train.sft import SFTConfig, run_sft
 
 SFT_FAST = [o for o in FAST if not o.startswith("block_size")] + ["current_date=2025-08-05"]

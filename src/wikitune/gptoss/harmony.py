@@ -19,9 +19,12 @@ final channel's text, never the prompt and never the analysis.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from wikitune.errors import WikituneError
 
 REASONING_EFFORTS = ("low", "medium", "high")
 DEFAULT_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
@@ -38,6 +41,40 @@ KNOWN_TOKENS = {
 _TOKEN = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 # A completion decoded with skip_special_tokens=True: "analysis…assistantfinal…" (the seed's table 2).
 _STRIPPED = re.compile(r"^\s*(?:assistant)?(?:analysis)(?P<analysis>.*?)(?:assistant(?:commentary.*?assistant)?final(?P<final>.*))?$", re.S)
+
+
+# ---- the chat template (TRL's gpt-oss template, as `sft` trains with) ----------------------------
+
+
+def harmony_chat_template(training: bool = False) -> str:
+    """The gpt-oss (harmony) chat template that TRL ships; `training=True` gives TRL's variant with
+    `{% generation %}` markers around assistant output (for assistant-only loss masks)."""
+    from importlib.resources import files
+
+    name = "gptoss_training.jinja" if training else "gptoss.jinja"
+    return (files("trl") / "chat_templates" / name).read_text(encoding="utf-8")
+
+
+def pinned_template(template: str, date: str) -> str:
+    """The harmony chat template with its `Current date` pinned (the published template prints
+    today's date: a run resumed tomorrow would otherwise see other tokens)."""
+    call = 'strftime_now("%Y-%m-%d")'
+    if call not in template:
+        return template
+    return template.replace(call, json.dumps(date))
+
+
+def qa_messages(question: str, answer: str | None, developer_prompt: str | None) -> list[dict[str, str]]:
+    """A harmony conversation: optional developer message, the user question, the answer in the
+    final channel (the template puts assistant `content` there)."""
+    messages = []
+    if developer_prompt:
+        messages.append({"role": "developer", "content": developer_prompt})
+    messages.append({"role": "user", "content": question})
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
 
 
 @dataclass
@@ -59,8 +96,6 @@ class PromptSettings:
     `sft` trains with; its `Current date` is `date`, else the adapter run's `current_date`, else today)."""
 
     def __post_init__(self) -> None:
-        from wikitune.errors import WikituneError
-
         if self.format not in ("harmony", "chat_template"):
             raise WikituneError(f"prompt.format must be harmony or chat_template, got {self.format!r}")
         if self.reasoning_effort not in REASONING_EFFORTS:
@@ -98,9 +133,6 @@ def render_prompt(settings: PromptSettings, question: str, *, context: str | Non
 def render_with_chat_template(tokenizer: Any, settings: PromptSettings, question: str, *, context: str | None = None) -> str:
     """The prompt rendered by the tokenizer's chat template (the gpt-oss harmony template), with
     the developer message, model identity, reasoning effort and a pinned date as `sft` renders them."""
-    from wikitune.errors import WikituneError
-    from wikitune.train.data import pinned_template
-
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
     if not template:
         raise WikituneError("prompt.format=chat_template but the tokenizer has no chat template")
@@ -127,8 +159,6 @@ def render_conversation(settings: PromptSettings, messages: list[dict]) -> str:
     Raises:
         WikituneError: a role other than system, developer, user, assistant, or no user message.
     """
-    from wikitune.errors import WikituneError
-
     instructions = [m["content"] for m in messages if m.get("role") in ("system", "developer") and m.get("content")]
     turns = [m for m in messages if m.get("role") not in ("system", "developer")]
     bad = sorted({str(m.get("role")) for m in turns} - {"user", "assistant"})

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from wikitune.errors import WikituneError
+from wikitune.gptoss.harmony import harmony_chat_template
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -106,18 +107,6 @@ class TinyGptOssConfig:
             )
         if self.num_attention_heads % self.num_key_value_heads:
             raise WikituneError("tiny.num_attention_heads must be a multiple of tiny.num_key_value_heads")
-
-
-# --------------------------------------------------------------------------- chat template
-
-
-def harmony_chat_template(training: bool = False) -> str:
-    """The gpt-oss (harmony) chat template that TRL ships; `training=True` gives TRL's variant with
-    `{% generation %}` markers around assistant output (for assistant-only loss masks)."""
-    from importlib.resources import files
-
-    name = "gptoss_training.jinja" if training else "gptoss.jinja"
-    return (files("trl") / "chat_templates" / name).read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- tokenizers

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from wikitune.errors import WikituneError
+from wikitune.gptoss.harmony import qa_messages
 from wikitune.split import is_heldout
 
 if TYPE_CHECKING:
@@ -130,27 +131,6 @@ def read_qa(paths: str | Path | list, split: str | None = None) -> list[dict[str
     if not out:
         raise WikituneError(f"no QA records in {', '.join(map(str, paths))}")
     return out
-
-
-def pinned_template(template: str, date: str) -> str:
-    """The harmony chat template with its `Current date` pinned (the published template prints
-    today's date: a run resumed tomorrow would otherwise see other tokens)."""
-    call = 'strftime_now("%Y-%m-%d")'
-    if call not in template:
-        return template
-    return template.replace(call, json.dumps(date))
-
-
-def qa_messages(question: str, answer: str | None, developer_prompt: str | None) -> list[dict[str, str]]:
-    """A harmony conversation: optional developer message, the user question, the answer in the
-    final channel (the template puts assistant `content` there)."""
-    messages = []
-    if developer_prompt:
-        messages.append({"role": "developer", "content": developer_prompt})
-    messages.append({"role": "user", "content": question})
-    if answer is not None:
-        messages.append({"role": "assistant", "content": answer})
-    return messages
 
 
 def encode_qa(question: str, answer: str, tokenizer: "PreTrainedTokenizerBase", *, template: str,

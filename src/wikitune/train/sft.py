@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wikitune.errors import WikituneError
+from wikitune.gptoss.harmony import REASONING_EFFORTS, harmony_chat_template, pinned_template
 from wikitune.gptoss.model import TINY, TinyGptOssConfig
 from wikitune.train.lora import LoraSettings
 
 log = logging.getLogger(__name__)
 
-REASONING_EFFORTS = ("low", "medium", "high")
 
 
 @dataclass
@@ -164,8 +164,7 @@ def _tokenizer(cfg: SFTConfig, run_dir: Path, records: list[dict], reuse_saved: 
 
 def encode_records(records: list[dict], tokenizer, cfg: SFTConfig) -> tuple[list[dict], int]:
     """Encoded rows (input_ids, labels) of the QA records, and how many were too long."""
-    from wikitune.gptoss.model import harmony_chat_template
-    from wikitune.train.data import encode_qa, pinned_template
+    from wikitune.train.data import encode_qa
 
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else harmony_chat_template()
     template = pinned_template(template, cfg.current_date or dt.date.today().isoformat())
