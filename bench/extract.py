@@ -98,7 +98,7 @@ def scaled_dump(dump: Path, times: int, tmp: Path) -> Path:
     """The dump's pages repeated `times` times with fresh page ids (a bigger dump of real text)."""
     import bz2
 
-    from wikitune.corpus.dump import open_dump
+    from wikitune.corpus.sources.dump import open_dump
 
     with open_dump(dump) as f:
         xml = f.read().decode("utf-8")

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from wikitune.corpus.extract import ExtractConfig, run_extract
     from wikitune.gptoss.model import build_tiny_gpt_oss, train_bpe_tokenizer
-    from wikitune.train.data import pack_wrapped, pad_batches, read_articles, split_articles, tokenize_documents
+    from wikitune.formats import read_articles
+    from wikitune.split import split_articles
+    from wikitune.train.data import pack_wrapped, pad_batches, tokenize_documents
     from wikitune.train.lora import LoraSettings, apply_lora
 
     torch.manual_seed(0)

@@ -4,7 +4,8 @@
     wikitune corpus stats corpus/demo --expect titles.txt
 
 Every command turns bad input into a one-line `error: ...` on stderr and exit status 2.
-Commands of later stages (crawl, qa, cpt, sft, eval, ...) appear here as they are built.
+Each command's module is imported only when that command runs, so that `wikitune --help`,
+`extract` and `crawl` start without loading torch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 
 from wikitune import __version__
 from wikitune.errors import WikituneError
+from wikitune.split import DEFAULT_HELDOUT_FRACTION
 
 app = typer.Typer(
     name="wikitune",
@@ -132,7 +134,7 @@ def qa_build(
     corpus: Annotated[Path, typer.Argument(help="Corpus directory written by extract or crawl.")],
     out: Annotated[Path, typer.Option("--out", help="QA directory to write (train/test/unseen.jsonl).")],
     test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share of training articles' facts put in test.jsonl.")] = 0.2,
-    heldout_fraction: Annotated[float, typer.Option("--heldout-fraction", help="Share of articles held out (must match cpt).")] = 0.1,
+    heldout_fraction: Annotated[float, typer.Option("--heldout-fraction", help="Share of articles held out (must match cpt).")] = DEFAULT_HELDOUT_FRACTION,
     domain: Annotated[str, typer.Option("--domain", help="Domain tag of every question.")] = "anime",
     llm_base_url: Annotated[Optional[str], typer.Option("--llm-base-url", help="Also ask an OpenAI-compatible server for questions (optional).")] = None,
     llm_model: Annotated[str, typer.Option("--llm-model", help="Model name on that server.")] = "openai/gpt-oss-120b",
@@ -260,12 +262,13 @@ def serve(
 @app.command()
 def run(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides of the study config (dotted: sft.epochs=2).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Study YAML (StudyConfig); none = the CPU demo.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Study YAML (StudyConfig); none = the CPU demo (configs/tiny/study.yaml).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Study directory (output_dir); default runs/demo.")] = None,
     force: Annotated[list[str], typer.Option("--force", help="Rerun this stage (and what follows) even if cached (repeatable).")] = [],
 ) -> None:
     """Everything: corpus, QA, CPT, SFT, evaluation of every model, report. Cached per stage."""
-    from wikitune.study.stages import load_study_config, run_study
+    from wikitune.study.config import load_study_config
+    from wikitune.study.stages import run_study
 
     items = list(overrides or []) + ([f"output_dir={out}"] if out else [])
     cfg = load_study_config(config, items)

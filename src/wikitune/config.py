@@ -11,6 +11,7 @@ Override values are parsed as YAML, so `lora.target_parameters=[]`, `adapter=nul
 from __future__ import annotations
 
 import dataclasses
+import math
 import datetime as dt
 import types
 import typing
@@ -95,6 +96,8 @@ def _check_type(where: str, value: Any, hint: Any) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise WikituneError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .nan / .inf: no setting of ours means them
+            raise WikituneError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if isinstance(value, (dt.date, dt.datetime)):  # YAML reads 2025-08-05 as a date
@@ -165,17 +168,22 @@ def write_config(cfg: Any, path: str | Path) -> Path:
 
 
 def field_help(cls: type) -> dict[str, str]:
-    """Each field's help: the attribute docstring written under it in the class source."""
+    """Each field's help: the attribute docstring written under it in the class source. A field
+    inherited from a base dataclass (CPTConfig's from TrainSettings) has the help written there,
+    unless the subclass redefines it with its own."""
     import ast
     import inspect
     import textwrap
 
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
     out: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
-                and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) \
-                and isinstance(nxt.value.value, str):
-            out[node.target.id] = " ".join(nxt.value.value.split())
+    for klass in reversed(cls.__mro__):  # bases first, so that a subclass's own help wins
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                    and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) \
+                    and isinstance(nxt.value.value, str):
+                out[node.target.id] = " ".join(nxt.value.value.split())
     return out

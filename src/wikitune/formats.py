@@ -96,8 +96,12 @@ def iter_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Write one JSON object per line (UTF-8, unescaped); returns the number written."""
+    return _put_jsonl(path, records, "w")
+
+
+def _put_jsonl(path: str | Path, records: Iterable[dict[str, Any]], mode: str) -> int:
     n = 0
-    with open(path, "w", encoding="utf-8") as handle:
+    with open(path, mode, encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             n += 1
@@ -241,3 +245,27 @@ def is_eval_run(directory: str | Path) -> bool:
 
 def is_training_run(directory: str | Path) -> bool:
     return (Path(directory) / METRICS).is_file()
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Append objects to a JSONL file as `write_jsonl` writes them (a run adds its records batch by
+    batch, so a kill loses at most one batch); returns the number appended."""
+    return _put_jsonl(path, records, "a")
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """`config.yaml` of a run directory: the resolved config the run was made with."""
+    import yaml  # PyYAML is light, but only run directories need it here
+
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise WikituneError(f"{run_dir} is not a run directory: it has no {RUN_CONFIG}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise WikituneError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise WikituneError(f"{path} is not a mapping of config keys")
+    return data

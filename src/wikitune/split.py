@@ -1,7 +1,8 @@
 """The one deterministic train/held-out article split that `cpt` and `qa build` share (DESIGN.md).
 
-    from wikitune.split import is_heldout
+    from wikitune.split import is_heldout, split_articles
     train = [a for a in articles if not is_heldout(a["pageid"])]
+    train, heldout = split_articles(articles, 0.1)
 
 An article is held out when a hash of its page id falls below `fraction`: the split depends on
 nothing but the page id, so it is the same in every run, on every machine, for any corpus that
@@ -32,3 +33,10 @@ def is_heldout(pageid: int, fraction: float = DEFAULT_HELDOUT_FRACTION) -> bool:
     if not 0.0 <= fraction < 1.0:
         raise WikituneError(f"held-out fraction must be in [0, 1), got {fraction}")
     return heldout_score(pageid) < fraction
+
+
+def split_articles(articles: list[dict], fraction: float = DEFAULT_HELDOUT_FRACTION) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) article records (each with a `pageid`), in their order, by `is_heldout`."""
+    train = [a for a in articles if not is_heldout(a["pageid"], fraction)]
+    held = [a for a in articles if is_heldout(a["pageid"], fraction)]
+    return train, held

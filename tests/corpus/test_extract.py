@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, TEST_DATA, shared_file
-from wikitune.corpus.dump import DumpReader
 from wikitune.corpus.extract import DEMO_ROOTS, ExtractConfig, run_extract
+from wikitune.corpus.sources.dump import DumpReader
 from wikitune.errors import WikituneError
 
 EXPECTED = json.loads((TEST_DATA / "demo_expected.json").read_text(encoding="utf-8"))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 
+from wikitune import formats
+from wikitune.corpus.extract import DEMO_ROOTS, ExtractConfig, run_extract
 from wikitune.corpus.index import PageIndex
 from wikitune.corpus.writer import MAX_STEM_BYTES, CorpusWriter, safe_stem
 from wikitune.errors import WikituneError
@@ -77,3 +80,34 @@ def test_writer_replaces_an_old_corpus(tmp_path):
     w.add({"pageid": 2, "title": "New", "text": "new", "markdown": "# New", "file": "New"})
     w.finish([], {})
     assert sorted(p.name for p in (out / "text").iterdir()) == ["New.txt"]
+
+
+def _schema_errors(kind: str, records: list[dict]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(formats.schema(kind))
+    return [f"{r.get('title')}: {e.message}" for r in records for e in validator.iter_errors(r)]
+
+
+@pytest.mark.parametrize("roots", [list(DEMO_ROOTS), []], ids=["roots", "every-article"])
+def test_extract_demo_records_validate_against_the_schemas(tmp_path, roots):
+    run_extract(ExtractConfig(dump="demo", out=tmp_path / "c", roots=roots, workers=1))
+    articles = list(formats.iter_articles(tmp_path / "c"))
+    categories = list(formats.iter_categories(tmp_path / "c"))
+    assert articles and categories
+    # Every schema part is exercised: infobox fields, and with roots per-root depths and parents.
+    assert any(a["infobox"] for a in articles)
+    if roots:
+        assert all(a["depth"] for a in articles) and all(c["depth"] for c in categories)
+        assert any(c["parents"] for c in categories)
+    assert _schema_errors("article", articles) == []
+    assert _schema_errors("category", categories) == []
+
+
+def test_the_schemas_reject_what_the_contract_forbids():
+    # The validation above means something only if a wrong record fails it.
+    good = {"pageid": 1, "title": "T", "revid": None, "timestamp": None, "url": None, "categories": [],
+            "depth": {}, "text": "t", "markdown": "# T", "infobox": [], "file": "T"}
+    assert _schema_errors("article", [good]) == []
+    assert _schema_errors("article", [{k: v for k, v in good.items() if k != "file"}])
+    assert _schema_errors("article", [{**good, "depth": {"root": -1}}])
+    assert _schema_errors("article", [{**good, "infobox": [{"template": "Infobox", "fields": {"a": 1}}]}])
+    assert _schema_errors("category", [{"title": "C", "parents": "P", "depth": {}}])

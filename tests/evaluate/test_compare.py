@@ -2,8 +2,10 @@
 
 import json
 
+import jsonschema
 import pytest
 
+from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.evaluate.compare import compare_runs, run_compare
 from wikitune.evaluate.scoring import summarize
@@ -30,7 +32,9 @@ def test_table_with_differences(tmp_path):
     assert "| run | score | anime | control |" in table
     assert "(+0.500)" in table and "(-0.500)" in table
     assert (tmp_path / "cmp" / "compare.md").read_text().strip() == table
-    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"] == [str(base), str(cpt)]
+    written = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert written["runs"] == [str(base), str(cpt)]
+    jsonschema.validate(written, formats.schema("comparison"))
 
 
 def test_missing_summary_is_an_error(tmp_path):

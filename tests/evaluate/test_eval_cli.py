@@ -5,6 +5,9 @@ import sys
 
 import pytest
 
+from wikitune.corpus.extract import ExtractConfig, run_extract
+from wikitune.gptoss.model import train_bpe_tokenizer
+
 
 def wikitune(*args):
     return subprocess.run([sys.executable, "-m", "wikitune.cli", *args], capture_output=True, text=True)
@@ -36,9 +39,6 @@ def test_serve_command_answers_over_http(tmp_path):
     import time
 
     import httpx
-
-    from wikitune.corpus.extract import ExtractConfig, run_extract
-    from wikitune.gptoss.model import train_bpe_tokenizer
 
     corpus = run_extract(ExtractConfig(dump="demo", out=tmp_path / "corpus")).out
     texts = [json.loads(line)["text"] for line in (corpus / "articles.jsonl").read_text(encoding="utf-8").splitlines()]

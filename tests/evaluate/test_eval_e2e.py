@@ -6,19 +6,30 @@ import socket
 import threading
 import time
 
+import jsonschema
 import pytest
 
-from wikitune.errors import WikituneError
-from wikitune.evaluate.run import QAEvalConfig, run_eval
+from tests.conftest import shared_file
+from wikitune import formats
 from wikitune.config import load_config
+from wikitune.errors import WikituneError
+from wikitune.evaluate.judge import JudgeSettings, judge_records
+from wikitune.evaluate.perplexity import perplexity
+from wikitune.evaluate.run import QAEvalConfig, question_text, run_eval
+from wikitune.formats import QAItem
+from wikitune.gptoss.generate import Generation, GenerationSettings, HFBackend
+from wikitune.gptoss.harmony import PromptSettings, render_prompt
+from wikitune.gptoss.model import load_model_and_tokenizer, train_bpe_tokenizer
+from wikitune.gptoss.serve import create_app
+from wikitune.qa.build import QABuildConfig, run_qa_build
+from wikitune.qa.llm import LLMQuestionSettings
+from wikitune.split import is_heldout
 
 RESULT_KEYS = {"id", "question", "answer", "domain", "raw", "final", "analysis", "flags", "scores", "new_tokens"}
 
 
 @pytest.fixture(scope="module")
 def tiny(demo_corpus, tmp_path_factory):
-    from wikitune.gptoss.model import load_model_and_tokenizer, train_bpe_tokenizer
-
     texts = [json.loads(line)["text"] for line in (demo_corpus / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
     tok_dir = tmp_path_factory.mktemp("tok")
     train_bpe_tokenizer(texts, 2000, tok_dir)
@@ -86,6 +97,9 @@ def test_config_errors(tmp_path):
         load_config(QAEvalConfig, None, ["prompt.reasoning_effort=extreme"])
     with pytest.raises(WikituneError, match="max_new_tokens"):
         load_config(QAEvalConfig, None, ["generation.max_new_tokens=0"])
+    for fraction in ("0", "1", "1.5"):
+        with pytest.raises(WikituneError, match=r"heldout_fraction must be in \(0, 1\)"):
+            load_config(QAEvalConfig, None, [f"heldout_fraction={fraction}"])
 
 
 def free_port():
@@ -97,8 +111,6 @@ def free_port():
 @pytest.fixture(scope="module")
 def server(tiny):
     import uvicorn
-
-    from wikitune.gptoss.serve import create_app
 
     model, tokenizer, _ = tiny
     port = free_port()
@@ -146,11 +158,13 @@ def test_server_api_shape_and_errors(server):
     assert bad.status_code == 400 and "unsupported message role" in bad.json()["error"]["message"]
     assert httpx.post(f"{server}/chat/completions", json={"messages": []}, timeout=60).status_code == 400
     assert httpx.post(f"{server}/chat/completions", json={**body, "stream": True}, timeout=60).status_code == 400
+    bad = httpx.post(f"{server}/chat/completions", json={**body, "reasoning_effort": "extreme"}, timeout=60)
+    assert bad.status_code == 400 and "reasoning_effort must be one of low, medium, high" in bad.json()["error"]["message"]
+    bad = httpx.post(f"{server}/responses", json={"input": "Q", "reasoning": {"effort": "extreme"}}, timeout=60)
+    assert bad.status_code == 400 and "reasoning_effort must be one of" in bad.json()["error"]["message"]
 
 
 def test_eval_with_perplexity(tiny, demo_corpus, tmp_path):
-    from tests.conftest import shared_file
-
     _, _, tok_dir = tiny
     jsquad = shared_file("qa-jglue", "jsquad-valid-v1.3.json")
     cfg = config(tmp_path / "ppl", ["builtin:seed"], tok_dir, "perplexity=true", f"corpus={demo_corpus}",
@@ -165,8 +179,6 @@ def test_eval_with_perplexity(tiny, demo_corpus, tmp_path):
 
 def test_judge_through_a_real_server(server):
     """The judge's request path against the served tiny model: its random verdict is unreadable -> judge_failed, no score."""
-    from wikitune.evaluate.judge import JudgeSettings, judge_records
-
     recs = [{"question": "NISAの概要は？", "answer": "", "final": "非課税の制度です。", "flags": [], "scores": {}}]
     settings = JudgeSettings(enabled=True, base_url=server, model="tiny", max_new_tokens=8, concurrency=2)
     assert judge_records(recs, settings) == 1
@@ -186,9 +198,6 @@ def test_chat_template_format_end_to_end(tiny, tmp_path):
 def test_llm_question_writer_through_a_real_server(server, demo_corpus, tmp_path):
     """`qa build --llm-base-url` against the served tiny model: its random replies hold no question, so every
     article is counted as unparsable and the rule-based files are what remains."""
-    from wikitune.qa.build import QABuildConfig, run_qa_build
-    from wikitune.qa.llm import LLMQuestionSettings
-
     llm = LLMQuestionSettings(base_url=server, model="tiny", per_article=1, max_new_tokens=8, concurrency=4)
     result = run_qa_build(QABuildConfig(corpus=demo_corpus, out=tmp_path / "qa", llm=llm))
     assert result.manifest["skipped"]["llm_no_parsable_reply"] == result.manifest["articles"]
@@ -208,9 +217,6 @@ def test_resume_after_a_kill_mid_line(tiny, tmp_path):
 
 
 def test_multiple_choice_questions_show_their_choices():
-    from wikitune.evaluate.run import question_text
-    from wikitune.qa.loaders import QAItem
-
     item = QAItem(id="c", question="水を出すときに捻るものは？", answer="蛇口", choices=["蛇口", "ハンドル", "流し"], domain="control")
     assert question_text(item) == "水を出すときに捻るものは？\n選択肢: 蛇口、ハンドル、流し"
     assert question_text(QAItem(id="q", question="Q？", answer="A")) == "Q？"
@@ -218,10 +224,6 @@ def test_multiple_choice_questions_show_their_choices():
 
 def test_sampling_is_seeded_and_an_adapter_changes_the_answers(tiny, tmp_path):
     from peft import LoraConfig, get_peft_model
-
-    from wikitune.gptoss.generate import GenerationSettings, HFBackend
-    from wikitune.gptoss.harmony import PromptSettings, render_prompt
-    from wikitune.gptoss.model import load_model_and_tokenizer
 
     model, tokenizer, tok_dir = tiny
     prompts = [render_prompt(PromptSettings(), q) for q in ("銀魂で、桂小太郎のあだ名は？", "進撃の巨人の掛け声は？")]
@@ -241,3 +243,42 @@ def test_sampling_is_seeded_and_an_adapter_changes_the_answers(tiny, tmp_path):
     adapted = records(run_eval(adapted_cfg))
     assert [r["raw"] for r in adapted] != [r["raw"] for r in plain]
     assert adapted[0]["cache_key"] != plain[0]["cache_key"]
+
+
+def test_heldout_perplexity_is_measured_at_the_fraction_given(tiny, demo_corpus, tmp_path):
+    """heldout_fraction=0.2 (a study's): perplexity on exactly the articles is_heldout(pageid, 0.2) selects, not 0.1's."""
+    model, tokenizer, tok_dir = tiny
+    cfg = config(tmp_path / "ppl", ["builtin:seed"], tok_dir, "perplexity=true", f"corpus={demo_corpus}",
+                 "heldout_fraction=0.2", "generation.max_new_tokens=4")
+    measured = formats.read_summary(run_eval(cfg))["perplexity"]["anime-heldout"]
+    articles = list(formats.iter_articles(demo_corpus))
+    held = {f: [a["text"] for a in articles if is_heldout(a["pageid"], f)] for f in (0.1, 0.2)}
+    assert len(held[0.2]) > len(held[0.1]) > 0
+    assert measured == perplexity(model, tokenizer, held[0.2], block_size=cfg.perplexity_block_size)
+    assert measured["documents"] == len(held[0.2])
+    assert measured != perplexity(model, tokenizer, held[0.1], block_size=cfg.perplexity_block_size)
+
+
+class VerdictServer:
+    """A judge that gives every answer 評価: 4."""
+
+    def chat(self, conversations, reasoning_effort=None):
+        return [Generation(raw="<|channel|>final<|message|>評価: 4<|return|>", new_tokens=5, stop_reason="stop") for _ in conversations]
+
+
+def test_results_validate_against_the_schema(tiny, demo_corpus, demo_qa, tmp_path):
+    _, _, tok_dir = tiny
+    cfg = config(tmp_path / "run", [f"{demo_qa / 'test.jsonl'}:4", "builtin:seed"], tok_dir, "mode=rag", f"corpus={demo_corpus}",
+                 "generation.max_new_tokens=8")
+    results = formats.read_results(run_eval(cfg))
+    assert len(results) == 9
+    assert any(r["scores"] for r in results) and any(not r["scores"] for r in results)  # with and without a gold answer
+    validator = jsonschema.Draft202012Validator(formats.schema("eval_result"))
+    judge_records(results, JudgeSettings(enabled=True, base_url="http://127.0.0.1:1/v1", questions="all"), backend=VerdictServer())
+    assert all(r["scores"]["judge"] == 0.75 or not r["final"] for r in results)
+    for r in results:
+        errors = [e.message for e in validator.iter_errors(r)]
+        assert not errors, (r["id"], errors)
+    scored = next(r for r in results if "exact_match" in r["scores"])
+    assert not validator.is_valid({**scored, "scores": {"exact_match": 1}})  # short scores come all four together
+    assert not validator.is_valid({**scored, "stop_reason": "eos"})

@@ -1,8 +1,8 @@
 """Answers from servers that separate the channels themselves (vLLM chat, OpenAI Responses) keep final and analysis."""
 
-from wikitune.gptoss.generate import _chat_generation, _responses_generation
 from wikitune.evaluate.run import result_record
-from wikitune.qa.loaders import QAItem
+from wikitune.formats import QAItem
+from wikitune.gptoss.generate import _chat_generation, _responses_generation
 
 ITEM = QAItem(id="q1", question="銀魂で、桂小太郎のあだ名は？", answer="ヅラ", domain="anime")
 

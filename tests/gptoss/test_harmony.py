@@ -5,7 +5,19 @@ import pytest
 
 from tests.conftest import shared_file
 from wikitune.errors import WikituneError
-from wikitune.gptoss.harmony import PromptSettings, parse_completion, render_prompt, render_prompt_with_harmony
+from wikitune.evaluate.run import QAEvalConfig
+from wikitune.gptoss.harmony import (
+    PromptSettings,
+    check_reasoning_effort,
+    parse_completion,
+    pinned_template,
+    render_completion,
+    render_prompt,
+    render_prompt_with_harmony,
+    render_with_chat_template,
+)
+from wikitune.gptoss.model import train_bpe_tokenizer
+from wikitune.train.data import encode_qa
 
 # The seed report's looping analysis (table 2), as a model emits it: no final, cut by the token budget.
 LOOP = (
@@ -102,11 +114,6 @@ def test_malformed_and_unknown_tokens():
 
 def test_chat_template_prompt_equals_the_sft_training_prompt(tmp_path):
     """prompt.format=chat_template gives exactly the prompt tokens `sft` trains on (labels -100)."""
-    from wikitune.gptoss.model import train_bpe_tokenizer
-    from wikitune.gptoss.harmony import render_with_chat_template
-    from wikitune.gptoss.harmony import pinned_template
-    from wikitune.train.data import encode_qa
-
     tok = train_bpe_tokenizer(["銀魂で、桂小太郎のあだ名は？ヅラ。簡潔に答えて。"] * 20, 400, tmp_path / "tok")
     for developer, effort in ((None, "low"), ("簡潔に答えて。", "high")):
         settings = PromptSettings(format="chat_template", date="2025-11-26", developer=developer, reasoning_effort=effort)
@@ -121,9 +128,22 @@ def test_chat_template_prompt_equals_the_sft_training_prompt(tmp_path):
 
 
 def test_chat_template_date_comes_from_the_adapter_run(tmp_path):
-    from wikitune.evaluate.run import QAEvalConfig
-
     (tmp_path / "config.yaml").write_text("model: tiny-gpt-oss\ncurrent_date: '2025-03-04'\n")
     cfg = QAEvalConfig(adapter=str(tmp_path), prompt=PromptSettings(format="chat_template"))
     assert cfg.prompt.date == "2025-03-04"
     assert QAEvalConfig(adapter=str(tmp_path), prompt=PromptSettings(format="chat_template", date="2025-01-01")).prompt.date == "2025-01-01"
+
+
+@pytest.mark.parametrize("analysis, final, stop_reason", [
+    ("Zura.", "ヅラ", "stop"), (None, "ヅラ", "stop"), ("Wait, let's recall", None, "length"), ("考え中", "桃月学園の", "length"),
+])
+def test_a_servers_separated_channels_render_and_parse_back(analysis, final, stop_reason):
+    parsed = parse_completion(render_completion(analysis, final, stop_reason), stop_reason=stop_reason)
+    assert (parsed.analysis, parsed.final) == (analysis, final)
+    assert ("truncated" in parsed.flags) == (stop_reason == "length") and ("no_final" in parsed.flags) == (final is None)
+
+
+def test_reasoning_effort_is_checked_in_one_place():
+    assert check_reasoning_effort("high") == "high"
+    with pytest.raises(WikituneError, match=r"judge.reasoning_effort must be one of low, medium, high, got 'max'"):
+        check_reasoning_effort("max", "judge.reasoning_effort")

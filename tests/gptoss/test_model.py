@@ -7,8 +7,8 @@ import torch
 
 from tests.conftest import shared_file
 from wikitune.errors import WikituneError
+from wikitune.gptoss.harmony import HARMONY_SPECIAL_TOKENS
 from wikitune.gptoss.model import (
-    HARMONY_SPECIAL_TOKENS,
     TinyGptOssConfig,
     build_tiny_gpt_oss,
     load_gpt_oss_tokenizer,

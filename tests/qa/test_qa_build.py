@@ -2,8 +2,10 @@
 
 import json
 
+import jsonschema
 import pytest
 
+from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.split import is_heldout
@@ -29,6 +31,20 @@ def test_records_follow_the_contract(demo_qa):
             assert r["id"] not in ids
             ids.add(r["id"])
     assert len(ids) > 150
+
+
+def test_records_validate_against_the_qa_schema(demo_qa):
+    validator = jsonschema.Draft202012Validator(formats.schema("qa"))
+    checked = 0
+    for name in (formats.QA_TRAIN, formats.QA_TEST, formats.QA_UNSEEN):
+        for r in rows(demo_qa / name):
+            errors = [e.message for e in validator.iter_errors(r)]
+            assert not errors, (name, r["id"], errors)
+            checked += 1
+        # the contract's reader reads back exactly what was written
+        assert [item.to_json() for item in formats.read_qa_file(demo_qa / name)] == rows(demo_qa / name)
+    assert checked > 150
+    assert not validator.is_valid({**r, "source": {"pageid": "12"}})  # the schema does check
 
 
 def test_infobox_and_lead_rules_give_the_facts(demo_qa):
@@ -79,8 +95,10 @@ def test_deterministic(demo_corpus, demo_qa, tmp_path):
 
 
 def test_bad_input(tmp_path):
+    # the corpus is checked when the build runs (a study makes its configs before its corpus exists)
     with pytest.raises(WikituneError, match="has no articles.jsonl"):
-        QABuildConfig(corpus=tmp_path, out=tmp_path / "qa")
+        run_qa_build(QABuildConfig(corpus=tmp_path, out=tmp_path / "qa"))
+    assert not (tmp_path / "qa").exists()
     (tmp_path / "articles.jsonl").write_text("")
     with pytest.raises(WikituneError, match="test_fraction"):
         QABuildConfig(corpus=tmp_path, out=tmp_path / "qa", test_fraction=1.5)

@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import shared_file
 from wikitune.errors import WikituneError
-from wikitune.qa import load_qa, load_qa_spec
+from wikitune.qa import load_qa, load_qa_sets, load_qa_spec
 
 
 def test_builtin_seed_set_has_the_reports_five_questions():
@@ -27,6 +27,14 @@ def test_wikitune_file_with_domain_override_and_limit(demo_qa):
 def test_duplicate_ids_and_bad_files_are_errors(demo_qa, tmp_path):
     with pytest.raises(WikituneError, match="ids must be unique"):
         load_qa([str(demo_qa / "test.jsonl"), str(demo_qa / "test.jsonl")])
+    with pytest.raises(WikituneError, match="'seed:paniponi' is in both builtin:seed and builtin:seed"):
+        load_qa_sets(["builtin:seed", "builtin:seed"])
+    sets = load_qa_sets([f"{demo_qa / 'test.jsonl'}:2", "builtin:seed"])
+    assert [(s.name, len(s)) for s in sets] == [("test", 2), ("builtin:seed", 5)]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(WikituneError, match="no questions in empty"):
+        load_qa(str(empty))
     with pytest.raises(WikituneError, match="does not exist"):
         load_qa_spec(str(tmp_path / "missing.jsonl"))
     with pytest.raises(WikituneError, match="no built-in QA set"):

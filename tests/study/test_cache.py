@@ -104,3 +104,62 @@ def test_dependency_order_is_checked(tmp_path):
     rec = Recorder()
     with pytest.raises(WikituneError, match="needs 'cpt'"):
         Study(tmp_path).run([Stage("sft", rec.writer("sft"), deps=["cpt"]), Stage("cpt", rec.writer("cpt"))])
+
+
+# ---- the code behind a stage is part of its key ----------------------------------------------------
+
+from wikitune.study.cache import code_closure, code_fingerprint  # noqa: E402
+from wikitune.study.stages import CODE  # noqa: E402
+
+
+def test_fingerprint_follows_the_modules_a_stage_imports(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    # The fingerprint follows `wikitune.*` imports; write a tiny package *named* wikitune in a
+    # separate path and make it the one that importlib finds for the duration of the test.
+    root = tmp_path / "site"
+    pkg = root / "wikitune"
+    (pkg / "train").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train" / "__init__.py").write_text("")
+    (pkg / "formats.py").write_text("NAME = 'articles.jsonl'\n")
+    (pkg / "train" / "cpt.py").write_text("from wikitune.formats import NAME\nfrom . import data\n")
+    (pkg / "train" / "data.py").write_text("X = 1\n")
+    (pkg / "report.py").write_text("Y = 1\n")
+    original = {name for name in sys.modules}
+    for name in [m for m in sys.modules if m == "wikitune" or m.startswith("wikitune.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+
+    before = code_fingerprint(["wikitune.train.cpt"])
+    (pkg / "report.py").write_text("Y = 2\n")  # not imported by the stage: same key
+    assert code_fingerprint(["wikitune.train.cpt"]) == before
+    (pkg / "train" / "data.py").write_text("X = 2\n")  # imported relatively: new key
+    after_data = code_fingerprint(["wikitune.train.cpt"])
+    assert after_data != before
+    (pkg / "formats.py").write_text("NAME = 'other.jsonl'\n")  # imported absolutely: new key
+    assert code_fingerprint(["wikitune.train.cpt"]) != after_data
+    for name in [m for m in sys.modules if m not in original and m.startswith("wikitune")]:
+        del sys.modules[name]  # the probe package's modules must not outlive the test
+
+
+def test_a_stage_reruns_when_its_code_changes(tmp_path, monkeypatch):
+    rec = Recorder()
+    stages = pipeline(rec)
+    stages[1].code = ["wikitune.train.cpt"]
+    Study(tmp_path).run(stages)
+    rec.calls.clear()
+    import wikitune.study.cache as cache
+
+    monkeypatch.setattr(cache, "code_fingerprint", lambda modules: "edited-" + ",".join(modules))
+    Study(tmp_path).run(stages)
+    assert names(rec) == ["cpt", "sft", "eval"]  # the edited stage and everything after it; corpus kept
+
+
+def test_training_code_is_not_report_code():
+    cpt = code_closure(CODE["cpt"])
+    assert {"wikitune.train.cpt", "wikitune.formats", "wikitune.gptoss.model"} <= set(cpt)
+    assert not any(m.startswith(("wikitune.study", "wikitune.evaluate")) for m in cpt)
+    assert "wikitune.study.report" not in code_closure([m for kind in CODE.values() for m in kind])

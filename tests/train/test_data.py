@@ -1,13 +1,18 @@
-"""CPT packing (no padding, EOS after every article) and the shared article split."""
+"""CPT packing (no padding, EOS after every article), the shared article split as CPT reads it,
+and the QA items SFT trains on."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from tests.train.conftest import QA
 from wikitune.errors import WikituneError
-from wikitune.split import is_heldout
+from wikitune.formats import QAItem, read_articles
+from wikitune.split import is_heldout, split_articles
 from wikitune.train.data import (
-    IGNORE_INDEX, block_collate, pack_wrapped, pad_batches, read_articles, split_articles, tokenize_documents,
+    IGNORE_INDEX, block_collate, pack_wrapped, pad_batches, read_training_qa, tokenize_documents,
 )
 
 
@@ -58,3 +63,26 @@ def test_split_uses_the_shared_page_id_hash(demo_corpus):
 def test_not_a_corpus(tmp_path):
     with pytest.raises(WikituneError, match="not a corpus directory"):
         read_articles(tmp_path)
+
+
+def test_training_qa_keeps_the_split_and_reads_a_directory_s_train_file(tmp_path, qa_file):
+    items = read_training_qa(qa_file, "train")
+    assert all(isinstance(i, QAItem) for i in items)
+    assert [i.id for i in items] == ["q1", "q2", "q3"]  # q4 is of the test split
+    assert [i.id for i in read_training_qa([qa_file], None)] == ["q1", "q2", "q3", "q4"]
+    assert [i.id for i in read_training_qa(qa_file, "test")] == ["q4"]
+    (tmp_path / "train.jsonl").write_text(json.dumps({**QA[0], "split": None}, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+    (only,) = read_training_qa(tmp_path, "train")  # a directory: its train.jsonl; split null is kept
+    assert (only.question, only.answer, only.split) == (QA[0]["question"], "ヅラ", None)
+
+
+def test_training_qa_errors(tmp_path, qa_file):
+    with pytest.raises(WikituneError, match="no QA records in"):
+        read_training_qa(qa_file, "unseen")
+    with pytest.raises(WikituneError, match="does not exist"):
+        read_training_qa(tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "question": "Q"}\n', encoding="utf-8")
+    with pytest.raises(WikituneError, match="bad.jsonl:1: a record lacks answer"):
+        read_training_qa(bad)

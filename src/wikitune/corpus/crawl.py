@@ -30,17 +30,20 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 from wikitune.corpus import convert
-from wikitune.corpus.extract import _REDIRECT_TEXT
-from wikitune.corpus.index import INDEX_FILE, Closure, PageIndex, categories_in_wikitext, category_link_pattern
-from wikitune.corpus.mediawiki import (
-    BATCH, MediaWikiClient, SiteInfo, category_members, is_missing, latest_revision, merge_pages, page_categories,
-    response_pages,
+from wikitune.corpus.index import (
+    INDEX_FILE, Closure, PageIndex, categories_in_wikitext, category_link_pattern, compile_excludes, matching_exclude,
 )
 from wikitune.corpus.names import CATEGORY_NS, MAIN_NS, normalize_category
+from wikitune.corpus.page import DISAMBIGUATION, REDIRECT, classify
+from wikitune.corpus.sources.mediawiki import (
+    BATCH, MediaWikiClient, SiteInfo, as_page, category_members, is_missing, latest_revision, merge_pages,
+    page_categories, response_pages,
+)
 from wikitune.corpus.writer import CRAWL_STATE, CRAWL_STATE_FILES, CorpusWriter, article_record
 from wikitune.errors import WikituneError
 
@@ -118,11 +121,7 @@ class CrawlConfig:
             raise WikituneError(f"--max-retries must be 0 or more, got {self.max_retries}")
         if not re.match(r"^https?://", self.api):
             raise WikituneError(f"--api {self.api!r} is not an http(s) URL of api.php")
-        for pattern in self.exclude:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise WikituneError(f"--exclude {pattern!r} is not a valid regex: {err}") from err
+        compile_excludes(self.exclude)
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a crawl state to be resumed."""
@@ -209,7 +208,7 @@ class Crawler:
         self.client = client
         self.state = state
         self.progress = progress
-        self.excludes = [re.compile(p) for p in cfg.exclude]
+        self.excludes = compile_excludes(cfg.exclude)
         self.site: SiteInfo = SiteInfo()
         self.prefixes: tuple[str, ...] = ()
         self.roots: list[str] = []
@@ -279,8 +278,6 @@ class Crawler:
 
     def similar_categories(self, name: str, n: int = 3) -> list[str]:
         """Existing categories spelled like `name` (same first characters), for the error message."""
-        from difflib import get_close_matches
-
         response = self.client.get({"list": "allcategories", "acprefix": name[:2], "aclimit": "max"})
         found = [c.get("category") or c.get("*") or "" for c in response.get("query", {}).get("allcategories", [])]
         return get_close_matches(name, [f for f in found if f], n=n, cutoff=0.5)
@@ -295,7 +292,7 @@ class Crawler:
         self.state.commit()
 
     def _excluded(self, name: str) -> bool:
-        return any(r.search(name) or r.search("Category:" + name) for r in self.excludes)
+        return matching_exclude(name, self.excludes) is not None
 
     def list_categories(self) -> None:
         """Breadth-first listing of every category the closure may enter (shortest depth first)."""
@@ -398,27 +395,25 @@ class Crawler:
             self.commit(f"fetch_{kind}")
             self.progress.update(pages=db.execute("SELECT COUNT(*) FROM pages WHERE status='article'").fetchone()[0])
 
-    def _page_row(self, pageid: int, page: dict | None) -> tuple:
-        if page is None or is_missing(page):
-            title = (page or {}).get("title", "")
-            return (pageid, (page or {}).get("ns", MAIN_NS), title, None, None, "missing", "[]", None)
-        rev = latest_revision(page) or {}
-        wikitext = rev.get("content") or ""
-        title = page["title"]
-        categories = self.ordered_categories(page, wikitext)
+    def _page_row(self, pageid: int, api_page: dict | None) -> tuple:
+        if api_page is None or is_missing(api_page):
+            title = (api_page or {}).get("title", "")
+            return (pageid, (api_page or {}).get("ns", MAIN_NS), title, None, None, "missing", "[]", None)
+        page = as_page(api_page)
+        categories = self.ordered_categories(api_page, page.wikitext)
+        kind = classify(page)
+        # Only articles and categories are fetched, so a page outside the main namespace is a category.
         status, converted = "category", None
-        if page["ns"] != CATEGORY_NS:
-            redirect = _REDIRECT_TEXT.match(wikitext)
-            if page.get("redirect") or redirect:
-                status = "redirect"
-                converted = json.dumps({"redirect": redirect.group(1).strip() if redirect else "?"}, ensure_ascii=False)
-            elif convert.is_disambiguation(wikitext, title):
-                status = "disambiguation"
-            else:
-                result = convert.convert_wikitext(wikitext, title)
-                status = "article" if result.text.strip() else "empty_text"
-                converted = json.dumps({"text": result.text, "markdown": result.markdown, "infobox": result.infobox}, ensure_ascii=False)
-        return (pageid, page["ns"], title, rev.get("revid"), rev.get("timestamp"), status,
+        if kind.name == REDIRECT:
+            status = REDIRECT
+            converted = json.dumps({"redirect": kind.redirect}, ensure_ascii=False)
+        elif kind.name == DISAMBIGUATION:
+            status = DISAMBIGUATION
+        elif kind.is_article:
+            result = convert.convert_wikitext(page.wikitext, page.title)
+            status = "article" if result.text.strip() else "empty_text"
+            converted = json.dumps({"text": result.text, "markdown": result.markdown, "infobox": result.infobox}, ensure_ascii=False)
+        return (pageid, page.ns, page.title, page.revid, page.timestamp, status,
                 json.dumps(categories, ensure_ascii=False), converted)
 
     def ordered_categories(self, page: dict, wikitext: str) -> list[str]:
@@ -524,9 +519,7 @@ def run_crawl(cfg: CrawlConfig, client: MediaWikiClient | None = None) -> CrawlR
         skipped["namespace"] = state.db.execute(
             "SELECT COUNT(DISTINCT pageid) FROM members WHERE ns NOT IN (?, ?)", (MAIN_NS, CATEGORY_NS)
         ).fetchone()[0]
-        depths = closure.category_depth
-        categories = [{"title": name, "parents": index.parents(name), "depth": depths[name]}
-                      for name in sorted(depths, key=lambda n: (min(depths[n].values()), n))]
+        categories = index.category_records(closure)
         counters = state.counters()
         requests = {k.split(":", 1)[1]: n for k, n in sorted(counters.items()) if k.startswith("requests:")}
         retries = {k.split(":", 1)[1]: n for k, n in sorted(counters.items()) if k.startswith("retries:")}

@@ -28,9 +28,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from wikitune.corpus import convert
-from wikitune.corpus.dump import DumpReader, Page
-from wikitune.corpus.index import INDEX_FILE, Closure, PageIndex, categories_in_wikitext, category_link_pattern
+from wikitune.corpus.index import (
+    INDEX_FILE, Closure, PageIndex, categories_in_wikitext, category_link_pattern, compile_excludes, matching_exclude,
+)
 from wikitune.corpus.names import CATEGORY_NS, MAIN_NS, normalize_category, normalize_title
+from wikitune.corpus.page import DISAMBIGUATION, Page, classify
+from wikitune.corpus.sources import sqldump
+from wikitune.corpus.sources.dump import DumpReader
 from wikitune.corpus.writer import CorpusWriter, article_record
 from wikitune.errors import WikituneError
 
@@ -39,8 +43,6 @@ log = logging.getLogger(__name__)
 DEMO = "demo"
 # Roots of the demo wiki's anime tree, mirroring the seed report's roots on Japanese Wikipedia.
 DEMO_ROOTS = ("日本のアニメ作品", "アニメ関連人物", "アニメ関連企業")
-
-_REDIRECT_TEXT = re.compile(r"^\s*#\s*(?:REDIRECT|転送|リダイレクト)\s*:?\s*\[\[([^\]|]+)", re.IGNORECASE)
 
 
 def demo_dump_path() -> Path:
@@ -77,11 +79,7 @@ class ExtractConfig:
             raise WikituneError(f"--depth must be 0 or more, got {self.depth}")
         if self.workers < 0:
             raise WikituneError(f"--workers must be 0 or more, got {self.workers}")
-        for pattern in self.exclude:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise WikituneError(f"--exclude {pattern!r} is not a valid regex: {err}") from err
+        compile_excludes(self.exclude)
         if (self.linktarget or self.page) and not self.categorylinks:
             raise WikituneError("--linktarget and --page only make sense with --categorylinks")
         for flag in ("categorylinks", "linktarget", "page"):
@@ -119,26 +117,16 @@ class _Indexer:
             # <siteinfo> precedes the first page, so its namespace names are known by now.
             self._prefixes = self.reader.siteinfo.category_prefixes()
             self._pattern = category_link_pattern(self._prefixes)
-        redirect = page.redirect
-        if redirect is None and page.wikitext.lstrip()[:1] == "#":
-            match = _REDIRECT_TEXT.match(page.wikitext)
-            redirect = match.group(1).strip() if match else None
+        kind = classify(page)
         categories: list[str] = []
-        disambiguation = False
         name = page.title
         if page.ns in (MAIN_NS, CATEGORY_NS):
             categories = categories_in_wikitext(page.wikitext, self._pattern, self._prefixes)
         if page.ns == CATEGORY_NS:
             name = normalize_category(page.title, self._prefixes)
-        elif page.ns == MAIN_NS and redirect is None:
-            disambiguation = convert.is_disambiguation(page.wikitext, page.title)
-        if page.ns != MAIN_NS:
-            self.skipped["namespace"] += 1
-        elif redirect is not None:
-            self.skipped["redirect"] += 1
-        elif disambiguation:
-            self.skipped["disambiguation"] += 1
-        return page.pageid, page.ns, page.title, name, redirect, disambiguation, categories
+        if kind.skip_reason:
+            self.skipped[kind.skip_reason] += 1
+        return page.pageid, page.ns, page.title, name, kind.redirect, kind.name == DISAMBIGUATION, categories
 
     @staticmethod
     def is_article(row: tuple) -> bool:
@@ -150,8 +138,6 @@ def load_sql(cfg: ExtractConfig, index: PageIndex) -> dict[str, Any]:
     """Add memberships from SQL dumps (before the XML, whose wikitext links then take precedence)."""
     if not cfg.categorylinks:
         return {}
-    from wikitune.corpus import sqldump
-
     if cfg.page:
         index.add_sql_pages(
             (pid, ns, f"Category:{title}", normalize_title(title))
@@ -209,17 +195,6 @@ def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page
             yield done, result.get()
 
 
-def _category_records(index: PageIndex, closure: Closure | None) -> Iterator[dict[str, Any]]:
-    if closure is None:
-        names = index.all_category_names()
-        depths: dict[str, dict[str, int]] = {name: {} for name in names}
-    else:
-        depths = closure.category_depth
-        names = sorted(depths, key=lambda n: (min(depths[n].values()), n))
-    for name in names:
-        yield {"title": name, "parents": index.parents(name), "depth": depths[name]}
-
-
 def run_extract(cfg: ExtractConfig) -> ExtractResult:
     """Extract a corpus; see the module docstring. Raises WikituneError on bad input."""
     started = time.perf_counter()
@@ -236,10 +211,11 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
             index_dump(reader, indexer, index)
             _check_not_empty(reader, cfg)
             check_roots(roots, index)
-            excluded_roots = [r for r in roots if any(re.search(p, r) or re.search(p, "Category:" + r) for p in cfg.exclude)]
+            excludes = compile_excludes(cfg.exclude)
+            excluded_roots = [r for r in roots if matching_exclude(r, excludes) is not None]
             if excluded_roots:
                 raise WikituneError(f"root {excluded_roots[0]!r} matches an --exclude pattern, so nothing under it would be kept")
-            closure = index.closure(roots, cfg.depth, [re.compile(p) for p in cfg.exclude])
+            closure = index.closure(roots, cfg.depth, excludes)
             picked = [pid for pid in closure.article_depth if index.is_content_article(pid)]
             indexer.skipped["outside_roots"] = index.count_content_articles() - len(picked)
             log.info("index: %d pages read, %d articles under the roots", reader.pages_read, len(picked))
@@ -277,7 +253,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
             for bad in reader.bad_pages[:5]:
                 log.warning("%s: skipped unreadable page %s", cfg.dump_path(), bad)
 
-        categories = list(_category_records(index, closure))
+        categories = index.category_records(closure)
         manifest = {
             "source": "demo" if cfg.dump == DEMO else str(Path(cfg.dump).resolve()),
             "source_kind": "dump",

@@ -13,10 +13,11 @@ import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from wikitune.corpus.names import CATEGORY_NS, MAIN_NS, normalize_category
 from wikitune.corpus.writer import safe_stem
+from wikitune.errors import WikituneError
 
 INDEX_FILE = "index.sqlite"
 
@@ -221,7 +222,7 @@ class PageIndex:
             seen = {root}
             while queue:
                 category, depth = queue.popleft()
-                regex = _matching_exclude(category, excludes)
+                regex = matching_exclude(category, excludes)
                 if regex is not None:
                     result.excluded[category] = regex
                     continue
@@ -237,8 +238,31 @@ class PageIndex:
                             depths[root] = depth
         return result
 
+    def category_records(self, closure: Closure | None) -> list[dict[str, Any]]:
+        """The `categories.jsonl` records: the closure's categories (shallowest first, then by
+        name) with their parents and per-root depths; without a closure, every category by name."""
+        if closure is None:
+            names = self.all_category_names()
+            depths: dict[str, dict[str, int]] = {name: {} for name in names}
+        else:
+            depths = closure.category_depth
+            names = sorted(depths, key=lambda n: (min(depths[n].values()), n))
+        return [{"title": name, "parents": self.parents(name), "depth": depths[name]} for name in names]
 
-def _matching_exclude(category: str, excludes: list[re.Pattern[str]]) -> str | None:
+
+def compile_excludes(patterns: list[str]) -> list[re.Pattern[str]]:
+    """The `--exclude` regexes, compiled; an invalid one is a `WikituneError` that names it."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as err:
+            raise WikituneError(f"--exclude {pattern!r} is not a valid regex: {err}") from err
+    return compiled
+
+
+def matching_exclude(category: str, excludes: list[re.Pattern[str]]) -> str | None:
+    """The first exclude regex found in the bare name or in `Category:name`, or None."""
     for regex in excludes:
         if regex.search(category) or regex.search("Category:" + category):
             return regex.pattern

@@ -11,28 +11,28 @@ or pass through an excluded category.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-from wikitune.corpus.index import INDEX_FILE, PageIndex
+from wikitune import formats
+from wikitune.corpus.index import INDEX_FILE, PageIndex, compile_excludes, matching_exclude
 from wikitune.corpus.names import MAIN_NS, normalize_title
-from wikitune.corpus.writer import ARTICLES, CATEGORIES, MANIFEST
 from wikitune.errors import WikituneError
+from wikitune.formats import MANIFEST
 
 # How far up the category graph an explanation looks for a root before giving up.
 MAX_ANCESTOR_STEPS = 12
 
 
 def load_manifest(corpus: Path) -> dict[str, Any]:
-    path = Path(corpus) / MANIFEST
-    if not path.is_file():
+    # Checked here too: formats' message cannot say that an unfinished extract/crawl is the usual cause.
+    if not (Path(corpus) / MANIFEST).is_file():
         raise WikituneError(
             f"{corpus} has no {MANIFEST}: not a corpus directory, or its extract/crawl did not finish"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return formats.read_manifest(corpus)
 
 
 def corpus_stats(corpus: Path, expect: Path | None = None, top: int = 10) -> dict[str, Any]:
@@ -45,17 +45,15 @@ def corpus_stats(corpus: Path, expect: Path | None = None, top: int = 10) -> dic
     per_category: Counter = Counter()
     articles = characters = 0
     titles: set[str] = set()
-    with open(corpus / ARTICLES, encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            articles += 1
-            characters += len(record["text"])
-            titles.add(record["title"])
-            per_category.update(record["categories"])
-            per_root.update(record["depth"].keys())
-            if record["depth"]:
-                per_depth[min(record["depth"].values())] += 1
-    categories = sum(1 for _ in open(corpus / CATEGORIES, encoding="utf-8"))
+    for record in formats.iter_articles(corpus):
+        articles += 1
+        characters += len(record["text"])
+        titles.add(record["title"])
+        per_category.update(record["categories"])
+        per_root.update(record["depth"].keys())
+        if record["depth"]:
+            per_depth[min(record["depth"].values())] += 1
+    categories = sum(1 for _ in formats.iter_categories(corpus))
     stats: dict[str, Any] = {
         "corpus": str(corpus),
         "source": manifest.get("source"),
@@ -121,7 +119,7 @@ def _explain(title: str, manifest: dict[str, Any], index: PageIndex) -> dict[str
     if not roots:
         info["reason"] = "an article the extraction kept no text for (see skipped.empty_text)"
         return info
-    excludes = [re.compile(p) for p in manifest.get("excludes", [])]
+    excludes = compile_excludes(manifest.get("excludes", []))
     reached, blocked, frontier_tops = _walk_up(index, categories, set(roots), excludes)
     limit = manifest.get("depth")
     if reached:
@@ -157,7 +155,7 @@ def _walk_up(index: PageIndex, start: list[str], roots: set[str], excludes: list
     tops: list[str] = []
     while queue:
         category, steps, path = queue.popleft()
-        if any(r.search(category) or r.search("Category:" + category) for r in excludes):
+        if matching_exclude(category, excludes) is not None:
             blocked.add(category)
             continue
         if category in roots:

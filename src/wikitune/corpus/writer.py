@@ -12,24 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
-from wikitune import __version__
+from wikitune import __version__, formats
+from wikitune.corpus.convert import Converted
 from wikitune.errors import WikituneError
+from wikitune.formats import ARTICLES, CATEGORIES, MANIFEST, MARKDOWN_DIR, TEXT_DIR
 
-if TYPE_CHECKING:
-    from wikitune.corpus.convert import Converted
-
-MANIFEST = "manifest.json"
-ARTICLES = "articles.jsonl"
-CATEGORIES = "categories.jsonl"
-TEXT_DIR = "text"
-MARKDOWN_DIR = "markdown"
 SPOOL = ".articles.spool.sqlite"
 # The crawler's resumable state (`wikitune crawl`) and the journal files SQLite may leave beside it.
 CRAWL_STATE = ".crawl.sqlite"
@@ -78,7 +71,7 @@ def _escape_char_always(ch: str) -> str:
 
 def article_record(
     *, pageid: int, title: str, revid: int | None, timestamp: str | None, url: str | None,
-    categories: list[str], depth: dict[str, int], converted: "Converted", file: str,
+    categories: list[str], depth: dict[str, int], converted: Converted, file: str,
 ) -> dict[str, Any]:
     """One `articles.jsonl` record (DESIGN.md), the same whichever source the page came from."""
     return {
@@ -145,22 +138,19 @@ class CorpusWriter:
         """Write articles.jsonl (sorted by page id), categories.jsonl, and the manifest last."""
         self._spool.commit()
         with open(self.out / ARTICLES, "w", encoding="utf-8") as f:
+            # The spool holds each record already as one line of JSON: copied, not parsed again.
             for (record,) in self._spool.execute("SELECT record FROM articles ORDER BY pageid"):
                 f.write(record + "\n")
         self._spool.close()
         (self.out / SPOOL).unlink()
-        with open(self.out / CATEGORIES, "w", encoding="utf-8") as f:
-            for category in categories:
-                f.write(json.dumps(category, ensure_ascii=False) + "\n")
+        formats.write_jsonl(self.out / CATEGORIES, categories)
         manifest = {
             "tool": "wikitune",
             "version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             **manifest,
         }
-        tmp = self.out / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.out / MANIFEST)
+        formats.write_json(self.out / MANIFEST, manifest)  # atomic: a corpus is complete once it is there
         return manifest
 
 

@@ -10,20 +10,22 @@ domain show `-` there.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from wikitune import formats
 from wikitune.errors import WikituneError
 
 DEFAULT_SCORES = ("exact_match", "alias_match", "char_f1", "contains")
+COMPARE_TABLE = "compare.md"
+COMPARE_DATA = "compare.json"
 
 
 def load_summary(run: str | Path) -> dict[str, Any]:
-    path = Path(run) / "summary.json"
-    if not path.is_file():
-        raise WikituneError(f"{run} has no summary.json: give run directories written by `wikitune eval`")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The summary.json of an evaluation run; the error says what compare wants."""
+    if not (Path(run) / formats.SUMMARY).is_file():
+        raise WikituneError(f"{run} has no {formats.SUMMARY}: give run directories written by `wikitune eval`")
+    return formats.read_summary(run)
 
 
 def compare_runs(runs: list[str | Path], *, scores: tuple[str, ...] = DEFAULT_SCORES, group: str = "domains") -> dict[str, Any]:
@@ -91,6 +93,6 @@ def run_compare(runs: list[str | Path], out: str | Path | None = None, *, group:
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text(table + "\n", encoding="utf-8")
-        (out / "compare.json").write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        (out / COMPARE_TABLE).write_text(table + "\n", encoding="utf-8")
+        formats.write_json(out / COMPARE_DATA, data)
     return table

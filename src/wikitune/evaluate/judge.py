@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 
 from wikitune.errors import WikituneError
+from wikitune.gptoss.generate import GenerationSettings, OpenAIBackend
 
 _VERDICT = re.compile(r"(?:評価|score|Score|SCORE)\s*[:：=]\s*\**\s*([1-5])(?:\s*/\s*5)?")
 
@@ -81,9 +82,6 @@ def judge_records(records: list[dict[str, Any]], settings: JudgeSettings, *, bac
     Records already judged with the same judge model keep their verdict (a resumed run does not
     ask again).
     """
-    from wikitune.gptoss.generate import GenerationSettings, OpenAIBackend
-    from wikitune.gptoss.harmony import parse_completion
-
     todo = []
     for rec in records:
         wanted = settings.questions == "all" or not rec.get("answer")
@@ -102,7 +100,7 @@ def judge_records(records: list[dict[str, Any]], settings: JudgeSettings, *, bac
     conversations = [[{"role": "system", "content": system},
                       {"role": "user", "content": judge_message(r["question"], r["final"], r.get("answer"))}] for r in todo]
     for rec, gen in zip(todo, client.chat(conversations, reasoning_effort=settings.reasoning_effort)):
-        verdict = gen.parsed.get("final") if gen.parsed is not None else parse_completion(gen.raw, stop_reason=gen.stop_reason).final
+        verdict = gen.final_text()
         score = parse_verdict(verdict)
         rec["judge"] = {"score": score, "verdict": verdict, "model": settings.model}
         rec["flags"] = [f for f in rec["flags"] if f != "judge_failed"]

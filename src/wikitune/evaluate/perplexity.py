@@ -1,11 +1,12 @@
 """Perplexity of a model (with or without adapter) on held-out corpus articles and control text, per domain.
 
-    texts = heldout_texts("corpus/demo")                     # articles CPT never trained on
+    texts = heldout_texts("corpus/demo", 0.1)                # articles CPT (heldout_fraction 0.1) never trained on
     result = perplexity(model, tokenizer, texts, block_size=256)
     # {"tokens": 5120, "nll": 3.41, "perplexity": 30.3, "documents": 4}
 
 `wikitune eval ... perplexity=true` adds a `perplexity` block to summary.json: `anime-heldout`
-(held-out articles of `corpus`, the split of wikitune.split), and `control` when
+(held-out articles of `corpus`: the split of wikitune.split at the eval's `heldout_fraction`, which
+must be CPT's, as the study passes it), and `control` when
 `perplexity_control` names a JSQuAD file or a plain-text file (general text whose perplexity
 should not rise after CPT if general knowledge survived).
 
@@ -20,22 +21,22 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
+from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.split import is_heldout
 
 
-def heldout_texts(corpus: str | Path, *, fraction: float = 0.1, limit: int | None = None) -> list[str]:
-    """Texts of the held-out articles of a corpus (the articles CPT never sees)."""
-    path = Path(corpus) / "articles.jsonl"
-    if not path.is_file():
-        raise WikituneError(f"{corpus} has no articles.jsonl: perplexity needs a corpus directory")
-    texts = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rec = json.loads(line)
-                if is_heldout(int(rec["pageid"]), fraction) and (rec.get("text") or "").strip():
-                    texts.append(rec["text"])
+def heldout_texts(corpus: str | Path, heldout_fraction: float, *, limit: int | None = None) -> list[str]:
+    """Texts of the held-out articles of a corpus (the articles CPT never sees), in page-id order.
+
+    Args:
+        corpus: a corpus directory.
+        heldout_fraction: CPT's held-out fraction (`wikitune.split.is_heldout`); no default, so
+            that the perplexity of "held-out" articles is never measured on trained ones.
+        limit: keep at most this many texts.
+    """
+    texts = [rec["text"] for rec in formats.iter_articles(corpus)
+             if is_heldout(rec["pageid"], heldout_fraction) and (rec.get("text") or "").strip()]
     return texts[:limit] if limit else texts
 
 

@@ -12,11 +12,12 @@ characters; the title in every passage lets a question that names the work find 
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.text.ja import char_ngrams, split_sentences
 
@@ -53,8 +54,6 @@ class BM25Index:
     """BM25 (bm25s) over character-bigram tokens of passages."""
 
     def __init__(self, passages: list[Passage], *, ngram: int = 2) -> None:
-        import logging
-
         import bm25s
 
         # bm25s sets its own logger to DEBUG at import, which prints under `wikitune -v`'s root handler
@@ -73,15 +72,9 @@ class BM25Index:
     @classmethod
     def from_corpus(cls, corpus: str | Path, *, chunk_chars: int = 400, ngram: int = 2) -> "BM25Index":
         """Index every article of a corpus directory (articles.jsonl)."""
-        path = Path(corpus) / "articles.jsonl"
-        if not path.is_file():
-            raise WikituneError(f"{corpus} has no articles.jsonl: rag mode needs a corpus directory (rag.corpus=...)")
         passages: list[Passage] = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    rec = json.loads(line)
-                    passages.extend(chunk_article(int(rec["pageid"]), rec["title"], rec.get("text") or "", chunk_chars))
+        for rec in formats.iter_articles(corpus):
+            passages.extend(chunk_article(rec["pageid"], rec["title"], rec.get("text") or "", chunk_chars))
         return cls(passages, ngram=ngram)
 
     def search(self, query: str, k: int = 3) -> list[Hit]:

@@ -21,21 +21,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wikitune import formats
+from wikitune.config import write_config
 from wikitune.errors import WikituneError
-from wikitune.gptoss.generate import Generation, GenerationSettings
-from wikitune.gptoss.harmony import PromptSettings, parse_completion, render_prompt
-from wikitune.evaluate.judge import JudgeSettings
+from wikitune.evaluate.judge import JudgeSettings, judge_records
+from wikitune.evaluate.perplexity import control_texts, heldout_texts, perplexity
+from wikitune.evaluate.rag import BM25Index, format_context, retrieval_hit
+from wikitune.evaluate.scoring import score_answer, summarize
+from wikitune.formats import QAItem
+from wikitune.gptoss.generate import Generation, GenerationSettings, HFBackend, OpenAIBackend
+from wikitune.gptoss.harmony import (
+    PromptSettings,
+    developer_instructions,
+    parse_completion,
+    render_prompt,
+    render_with_chat_template,
+)
+from wikitune.gptoss.model import is_run_dir, load_model_and_tokenizer
+from wikitune.qa.loaders import load_qa_sets
+from wikitune.split import DEFAULT_HELDOUT_FRACTION
 
 log = logging.getLogger(__name__)
-
-RESULTS = "results.jsonl"
-SUMMARY = "summary.json"
-CONFIG = "config.yaml"
 
 
 @dataclass
@@ -84,6 +96,9 @@ class QAEvalConfig:
     """Window of the perplexity measurement, in tokens."""
     perplexity_max_documents: int | None = None
     """Use at most this many documents per perplexity domain."""
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
+    """Share of `corpus`'s articles CPT held out (wikitune.split); the held-out perplexity is measured on
+    exactly those, so it must be the CPT run's (a study passes its own)."""
     resume: bool = True
     """Reuse answers already in output_dir/results.jsonl whose cache key matches."""
     bootstrap_resamples: int = 1000
@@ -116,12 +131,11 @@ class QAEvalConfig:
             raise WikituneError("perplexity needs the model in process: backend=hf")
         if self.perplexity_block_size < 2:
             raise WikituneError(f"perplexity_block_size must be 2 or more, got {self.perplexity_block_size}")
-        if self.prompt.format == "chat_template" and self.prompt.date is None and self.adapter \
-                and (Path(self.adapter) / "config.yaml").is_file():
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise WikituneError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.prompt.format == "chat_template" and self.prompt.date is None and self.adapter and is_run_dir(self.adapter):
             # the date the SFT run rendered its prompts with: the same prompt tokens at eval time
-            from wikitune.gptoss.model import read_run_config
-
-            run_date = read_run_config(self.adapter).get("current_date")
+            run_date = formats.read_run_config(self.adapter).get("current_date")
             if run_date:
                 self.prompt.date = str(run_date)
         if self.bootstrap_resamples < 10:
@@ -142,13 +156,13 @@ def _adapter_identity(adapter: str | None) -> str | None:
     """The adapter path plus a hash of its weights file, so a retrained adapter is not a cache hit."""
     if not adapter:
         return None
-    for candidate in (Path(adapter) / "adapter_model.safetensors", Path(adapter) / "adapter" / "adapter_model.safetensors"):
+    for candidate in (Path(adapter) / "adapter_model.safetensors", Path(adapter) / formats.ADAPTER_DIR / "adapter_model.safetensors"):
         if candidate.is_file():
             return f"{adapter}#{hashlib.sha256(candidate.read_bytes()).hexdigest()[:16]}"
     return str(adapter)
 
 
-def question_text(item: Any) -> str:
+def question_text(item: QAItem) -> str:
     """The user message of a QA item (multiple-choice options listed after the question)."""
     if item.choices:
         return item.question + "\n選択肢: " + "、".join(item.choices)
@@ -157,18 +171,14 @@ def question_text(item: Any) -> str:
 
 def chat_messages(settings: PromptSettings, question: str, context: str | None = None) -> list[dict]:
     """The chat-API form of a prompt: developer instructions (and retrieved context) as the system message."""
-    instructions = settings.developer or ""
-    if context:
-        instructions = (instructions + "\n\n" if instructions else "") + context
+    instructions = developer_instructions(settings.developer, context)
     messages = [{"role": "system", "content": instructions}] if instructions else []
     return messages + [{"role": "user", "content": question}]
 
 
-def result_record(item: Any, generation: Generation, *, set_name: str, cache_key: str,
+def result_record(item: QAItem, generation: Generation, *, set_name: str, cache_key: str,
                   retrieved: list[int] | None = None, retrieval_hit: int | None = None) -> dict[str, Any]:
     """One results.jsonl record (DESIGN.md) from a generation, with parsing and scores."""
-    from wikitune.evaluate.scoring import score_answer
-
     parsed = parse_completion(generation.raw, stop_reason=generation.stop_reason)
     final, analysis, flags = parsed.final, parsed.analysis, list(parsed.flags)
     if generation.parsed is not None:  # a server separated the channels: trust them over the rebuilt raw
@@ -191,6 +201,8 @@ def result_record(item: Any, generation: Generation, *, set_name: str, cache_key
 
 
 def _load_cached(path: Path) -> dict[str, dict]:
+    """The records of an earlier run by cache key. Read leniently, not with formats.read_results:
+    the last line of a run killed mid-write is cut, and only that question is answered again."""
     cached: dict[str, dict] = {}
     if path.is_file():
         with open(path, encoding="utf-8") as f:
@@ -214,80 +226,61 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
     Raises:
         WikituneError: bad QA specs, a model that cannot load, a server that cannot be reached.
     """
-    from wikitune.evaluate.scoring import summarize
-    from wikitune.qa.loaders import load_qa_spec
-    from wikitune.config import write_config
-
     out = Path(cfg.output_dir)
-    sets = [load_qa_spec(spec) for spec in cfg.qa]
-    items = [(qa_set.name, item) for qa_set in sets for item in qa_set.items]
-    ids: dict[str, str] = {}
-    for name, item in items:
-        if item.id in ids:
-            raise WikituneError(f"question id {item.id!r} is in both {ids[item.id]} and {name}: ids must be unique")
-        ids[item.id] = name
+    items = [(qa_set.name, item) for qa_set in load_qa_sets(cfg.qa) for item in qa_set.items]
     out.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, out / CONFIG)
+    write_config(cfg, out / formats.RUN_CONFIG)
 
     base = json.dumps(cfg.cache_fields(), sort_keys=True, ensure_ascii=False)
     keys = [hashlib.sha256(f"{base}|{item.id}|{question_text(item)}".encode("utf-8")).hexdigest()[:24] for _, item in items]
-    cached = _load_cached(out / RESULTS) if cfg.resume else {}
+    cached = _load_cached(out / formats.RESULTS) if cfg.resume else {}
     todo = [i for i, key in enumerate(keys) if key not in cached]
     log.info("eval: %d questions, %d cached, %d to answer", len(items), len(items) - len(todo), len(todo))
 
     index = None
     if cfg.mode == "rag" and todo:
-        from wikitune.evaluate.rag import BM25Index
-
         index = BM25Index.from_corpus(cfg.corpus)
     started = time.perf_counter()
     if cfg.backend == "hf" and backend is None and (todo or cfg.perplexity):
-        from wikitune.gptoss.generate import HFBackend
-        from wikitune.gptoss.model import load_model_and_tokenizer
-
         model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, cfg.adapter, tiny=cfg.tiny, dtype=cfg.dtype)
         backend = HFBackend(model, tokenizer, cfg.generation)
     if todo:
         answer = _answerer(cfg, backend)
-        mode = "a" if cfg.resume else "w"
-        with open(out / RESULTS, mode, encoding="utf-8") as f:
-            step = cfg.generation.batch_size if cfg.backend == "hf" else max(cfg.concurrency * 4, 1)
-            for start in range(0, len(todo), step):
-                chunk = todo[start : start + step]
-                contexts, retrieved, hits = [], [], []
-                for i in chunk:
-                    name, item = items[i]
-                    if index is not None:
-                        from wikitune.evaluate.rag import format_context, retrieval_hit
-
-                        found = index.search(item.question, k=cfg.rag_k)
-                        contexts.append(format_context(found))
-                        retrieved.append([h.passage.pageid for h in found])
-                        hits.append(retrieval_hit(item.source, found))
-                    else:
-                        contexts.append(None)
-                generations = answer([question_text(items[i][1]) for i in chunk], contexts)
-                for j, (i, generation) in enumerate(zip(chunk, generations)):
-                    name, item = items[i]
-                    rec = result_record(item, generation, set_name=name, cache_key=keys[i],
-                                        retrieved=retrieved[j] if index is not None else None,
-                                        retrieval_hit=hits[j] if index is not None else None)
-                    cached[keys[i]] = rec
-                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                f.flush()
+        if not cfg.resume:
+            formats.write_jsonl(out / formats.RESULTS, [])
+        step = cfg.generation.batch_size if cfg.backend == "hf" else max(cfg.concurrency * 4, 1)
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            contexts, retrieved, hits = [], [], []
+            for i in chunk:
+                name, item = items[i]
+                if index is not None:
+                    found = index.search(item.question, k=cfg.rag_k)
+                    contexts.append(format_context(found))
+                    retrieved.append([h.passage.pageid for h in found])
+                    hits.append(retrieval_hit(item.source, found))
+                else:
+                    contexts.append(None)
+            generations = answer([question_text(items[i][1]) for i in chunk], contexts)
+            batch = []
+            for j, (i, generation) in enumerate(zip(chunk, generations)):
+                name, item = items[i]
+                rec = result_record(item, generation, set_name=name, cache_key=keys[i],
+                                    retrieved=retrieved[j] if index is not None else None,
+                                    retrieval_hit=hits[j] if index is not None else None)
+                cached[keys[i]] = rec
+                batch.append(rec)
+            # appended batch by batch: a killed run loses at most one batch
+            formats.append_jsonl(out / formats.RESULTS, batch)
     seconds = time.perf_counter() - started
 
     # The final file: this run's questions in order, nothing stale.
     records = [cached[key] for key in keys]
     if cfg.judge.enabled:
-        from wikitune.evaluate.judge import judge_records
-
         judge_records(records, cfg.judge)
-    tmp = out / (RESULTS + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(out / RESULTS)
+    tmp = out / (formats.RESULTS + ".tmp")
+    formats.write_jsonl(tmp, records)
+    os.replace(tmp, out / formats.RESULTS)
     summary = summarize(records, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
     summary["sets"] = {name: summarize([r for r in records if r["set"] == name], resamples=cfg.bootstrap_resamples, seed=cfg.seed)["overall"]
                        for name in dict.fromkeys(n for n, _ in items)}
@@ -295,29 +288,23 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
                       "answered": len(todo), "cached": len(items) - len(todo),
                       "seconds": round(seconds, 3), "questions_per_second": round(len(todo) / seconds, 3) if todo and seconds > 0 else None}
     if cfg.perplexity:
-        from wikitune.evaluate.perplexity import control_texts, heldout_texts, perplexity
-
-        ppl = {"anime-heldout": perplexity(backend.model, backend.tokenizer, heldout_texts(cfg.corpus, limit=cfg.perplexity_max_documents),
-                                           block_size=cfg.perplexity_block_size)}
+        heldout = heldout_texts(cfg.corpus, cfg.heldout_fraction, limit=cfg.perplexity_max_documents)
+        ppl = {"anime-heldout": perplexity(backend.model, backend.tokenizer, heldout, block_size=cfg.perplexity_block_size)}
         if cfg.perplexity_control:
             ppl["control"] = perplexity(backend.model, backend.tokenizer, control_texts(cfg.perplexity_control, limit=cfg.perplexity_max_documents),
                                         block_size=cfg.perplexity_block_size)
         summary["perplexity"] = ppl
-    (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    formats.write_summary(out, summary)
     return out
 
 
 def _answerer(cfg: QAEvalConfig, backend: Any):
     """A function (questions, contexts) -> generations for the configured backend."""
     if cfg.backend == "openai":
-        from wikitune.gptoss.generate import OpenAIBackend
-
         client = backend or OpenAIBackend(cfg.base_url, cfg.model, cfg.generation, api=cfg.api, concurrency=cfg.concurrency)
         return lambda questions, contexts: client.chat(
             [chat_messages(cfg.prompt, q, c) for q, c in zip(questions, contexts)], reasoning_effort=cfg.prompt.reasoning_effort)
     if cfg.prompt.format == "chat_template":
-        from wikitune.gptoss.harmony import render_with_chat_template
-
         return lambda questions, contexts: backend.generate(
             [render_with_chat_template(backend.tokenizer, cfg.prompt, q, context=c) for q, c in zip(questions, contexts)])
     return lambda questions, contexts: backend.generate(

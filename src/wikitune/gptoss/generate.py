@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from wikitune.errors import WikituneError
-from wikitune.gptoss.harmony import STOP_STRINGS
+from wikitune.gptoss.harmony import STOP_STRINGS, parse_completion, render_completion
 from wikitune.gptoss.loopguard import LoopGuard
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,12 @@ class Generation:
     """Tokens the loop guard did not generate (budget minus what was generated) when it stopped the sequence."""
     parsed: dict | None = None
     """Channels already separated by the server (openai backend without raw text)."""
+
+    def final_text(self) -> str | None:
+        """The final channel's text: the server's when it separated the channels, else parsed from `raw`."""
+        if self.parsed is not None:
+            return self.parsed.get("final")
+        return parse_completion(self.raw, stop_reason=self.stop_reason).final
 
 
 class HFBackend:
@@ -228,7 +234,7 @@ def _chat_generation(data: dict) -> Generation:
         return Generation(raw=message["raw"], new_tokens=new_tokens, stop_reason=stop_reason, tokens_saved=saved)
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     content = message.get("content")
-    return Generation(raw=_harmony_text(reasoning, content, stop_reason), new_tokens=new_tokens, stop_reason=stop_reason,
+    return Generation(raw=render_completion(reasoning, content, stop_reason), new_tokens=new_tokens, stop_reason=stop_reason,
                       parsed={"final": content, "analysis": reasoning})
 
 
@@ -250,16 +256,6 @@ def _responses_generation(data: dict) -> Generation:
     stop_reason = "length" if incomplete else "stop"
     final = "".join(content) if content else None
     analysis = "".join(reasoning) if reasoning else None
-    return Generation(raw=_harmony_text(analysis, final, stop_reason), new_tokens=int(usage.get("output_tokens") or 0),
+    return Generation(raw=render_completion(analysis, final, stop_reason), new_tokens=int(usage.get("output_tokens") or 0),
                       stop_reason=stop_reason, parsed={"final": final, "analysis": analysis})
 
-
-def _harmony_text(analysis: str | None, final: str | None, stop_reason: str) -> str:
-    """The harmony form of a server's already-separated answer (kept as `raw` when the server gives no raw text)."""
-    parts = []
-    if analysis:
-        parts.append(f"<|channel|>analysis<|message|>{analysis}" + ("<|end|>" if final is not None or stop_reason == "stop" else ""))
-    if final is not None:
-        prefix = "<|start|>assistant" if parts else ""
-        parts.append(f"{prefix}<|channel|>final<|message|>{final}" + ("<|return|>" if stop_reason == "stop" else ""))
-    return "".join(parts)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any
 
 from wikitune.errors import WikituneError
@@ -31,13 +32,23 @@ DEFAULT_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
 DEFAULT_CUTOFF = "2024-06"
 CHANNELS_LINE = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
 
+# The harmony special tokens with their ids in o200k_harmony (tiktoken_ext.openai_public). The
+# order matters: a corpus BPE (`gptoss.model.train_bpe_tokenizer`) gives them ids 0-8 in this order.
+HARMONY_SPECIAL_TOKENS: dict[str, int] = {
+    "<|startoftext|>": 199998,
+    "<|endoftext|>": 199999,
+    "<|return|>": 200002,
+    "<|constrain|>": 200003,
+    "<|channel|>": 200005,
+    "<|start|>": 200006,
+    "<|end|>": 200007,
+    "<|message|>": 200008,
+    "<|call|>": 200012,
+}
+KNOWN_TOKENS = frozenset(HARMONY_SPECIAL_TOKENS)
 # Tokens that end the assistant's turn: stop generating there. `<|end|>` only ends one message
 # (the analysis comes before the final), so it is not a stop token for a completion.
 STOP_STRINGS = ("<|return|>", "<|call|>")
-KNOWN_TOKENS = {
-    "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>",
-    "<|startoftext|>", "<|endoftext|>",
-}
 _TOKEN = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 # A completion decoded with skip_special_tokens=True: "analysis…assistantfinal…" (the seed's table 2).
 _STRIPPED = re.compile(r"^\s*(?:assistant)?(?:analysis)(?P<analysis>.*?)(?:assistant(?:commentary.*?assistant)?final(?P<final>.*))?$", re.S)
@@ -49,8 +60,6 @@ _STRIPPED = re.compile(r"^\s*(?:assistant)?(?:analysis)(?P<analysis>.*?)(?:assis
 def harmony_chat_template(training: bool = False) -> str:
     """The gpt-oss (harmony) chat template that TRL ships; `training=True` gives TRL's variant with
     `{% generation %}` markers around assistant output (for assistant-only loss masks)."""
-    from importlib.resources import files
-
     name = "gptoss_training.jinja" if training else "gptoss.jinja"
     return (files("trl") / "chat_templates" / name).read_text(encoding="utf-8")
 
@@ -64,6 +73,25 @@ def pinned_template(template: str, date: str) -> str:
     return template.replace(call, json.dumps(date))
 
 
+def check_reasoning_effort(effort: str, key: str = "reasoning_effort") -> str:
+    """`effort` when it is a harmony reasoning effort (low, medium, high).
+
+    Raises:
+        WikituneError: any other value, naming `key`.
+    """
+    if effort not in REASONING_EFFORTS:
+        raise WikituneError(f"{key} must be one of {', '.join(REASONING_EFFORTS)}, got {effort!r}")
+    return effort
+
+
+def developer_instructions(developer: str | None, context: str | None = None) -> str:
+    """The developer message's text: the instructions, then the retrieved context (rag mode); "" when neither."""
+    instructions = developer or ""
+    if context:
+        instructions = (instructions + "\n\n" if instructions else "") + context
+    return instructions
+
+
 def qa_messages(question: str, answer: str | None, developer_prompt: str | None) -> list[dict[str, str]]:
     """A harmony conversation: optional developer message, the user question, the answer in the
     final channel (the template puts assistant `content` there)."""
@@ -74,7 +102,6 @@ def qa_messages(question: str, answer: str | None, developer_prompt: str | None)
     if answer is not None:
         messages.append({"role": "assistant", "content": answer})
     return messages
-
 
 
 @dataclass
@@ -98,8 +125,7 @@ class PromptSettings:
     def __post_init__(self) -> None:
         if self.format not in ("harmony", "chat_template"):
             raise WikituneError(f"prompt.format must be harmony or chat_template, got {self.format!r}")
-        if self.reasoning_effort not in REASONING_EFFORTS:
-            raise WikituneError(f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, got {self.reasoning_effort!r}")
+        check_reasoning_effort(self.reasoning_effort)
         if self.date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(self.date)):
             raise WikituneError(f"date must be YYYY-MM-DD or null, got {self.date!r}")
 
@@ -120,9 +146,7 @@ def render_prompt(settings: PromptSettings, question: str, *, context: str | Non
         system.append(f"Current date: {settings.date}")
     system_text = "\n".join(system) + f"\n\nReasoning: {settings.reasoning_effort}\n\n{CHANNELS_LINE}"
     parts = [f"<|start|>system<|message|>{system_text}<|end|>"]
-    instructions = settings.developer or ""
-    if context:
-        instructions = (instructions + "\n\n" if instructions else "") + context
+    instructions = developer_instructions(settings.developer, context)
     if instructions:
         parts.append(f"<|start|>developer<|message|># Instructions\n\n{instructions}<|end|>")
     parts.append(f"<|start|>user<|message|>{question}<|end|>")
@@ -138,9 +162,7 @@ def render_with_chat_template(tokenizer: Any, settings: PromptSettings, question
         raise WikituneError("prompt.format=chat_template but the tokenizer has no chat template")
     if settings.date:
         template = pinned_template(template, settings.date)
-    instructions = settings.developer or ""
-    if context:
-        instructions = (instructions + "\n\n" if instructions else "") + context
+    instructions = developer_instructions(settings.developer, context)
     messages = ([{"role": "developer", "content": instructions}] if instructions else []) + [{"role": "user", "content": question}]
     kwargs: dict[str, Any] = {"reasoning_effort": settings.reasoning_effort}
     if settings.system_identity != DEFAULT_IDENTITY:
@@ -197,14 +219,24 @@ def render_prompt_with_harmony(settings: PromptSettings, question: str, *, conte
     if settings.date:
         system = system.with_conversation_start_date(settings.date)
     messages = [h.Message.from_role_and_content(h.Role.SYSTEM, system)]
-    instructions = settings.developer or ""
-    if context:
-        instructions = (instructions + "\n\n" if instructions else "") + context
+    instructions = developer_instructions(settings.developer, context)
     if instructions:
         messages.append(h.Message.from_role_and_content(h.Role.DEVELOPER, h.DeveloperContent.new().with_instructions(instructions)))
     messages.append(h.Message.from_role_and_content(h.Role.USER, question))
     tokens = enc.render_conversation_for_completion(h.Conversation.from_messages(messages), h.Role.ASSISTANT)
     return enc.decode(tokens)
+
+
+def render_completion(analysis: str | None, final: str | None, stop_reason: str) -> str:
+    """The harmony completion of a server's already separated channels (kept as `raw` when the server
+    gives no raw text); `parse_completion` reads it back into the same channels."""
+    parts = []
+    if analysis:
+        parts.append(f"<|channel|>analysis<|message|>{analysis}" + ("<|end|>" if final is not None or stop_reason == "stop" else ""))
+    if final is not None:
+        prefix = "<|start|>assistant" if parts else ""
+        parts.append(f"{prefix}<|channel|>final<|message|>{final}" + ("<|return|>" if stop_reason == "stop" else ""))
+    return "".join(parts)
 
 
 @dataclass

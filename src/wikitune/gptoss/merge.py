@@ -10,9 +10,11 @@ a tiny-gpt-oss merge includes its random base, so it reloads anywhere.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from wikitune.errors import WikituneError
+from wikitune.gptoss.model import is_run_dir, load_model_and_tokenizer, resolve_adapter
 
 
 def run_merge(run: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -21,13 +23,11 @@ def run_merge(run: str | Path, out: str | Path, *, overwrite: bool = False) -> P
     Raises:
         WikituneError: `run` has no adapter, or `out` exists and is not empty (without overwrite).
     """
-    from wikitune.gptoss.model import load_model_and_tokenizer, resolve_adapter
-
     run, out = Path(run), Path(out)
     resolve_adapter(run)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise WikituneError(f"{out} exists and is not empty; choose another --out")
-    model, tokenizer = load_model_and_tokenizer(None if (run / "config.yaml").is_file() else _base_of(run), adapter=run)
+    model, tokenizer = load_model_and_tokenizer(None if is_run_dir(run) else _base_of(run), adapter=run)
     merged = model.merge_and_unload()
     merged.config.use_cache = True
     out.mkdir(parents=True, exist_ok=True)
@@ -38,10 +38,6 @@ def run_merge(run: str | Path, out: str | Path, *, overwrite: bool = False) -> P
 
 def _base_of(adapter_dir: Path) -> str:
     """The base model an adapter directory names (adapter_config.json)."""
-    import json
-
-    from wikitune.gptoss.model import resolve_adapter
-
     config = json.loads((resolve_adapter(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path")
     if not base:

@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from wikitune import formats
 from wikitune.errors import WikituneError
-from wikitune.gptoss.harmony import harmony_chat_template
+from wikitune.gptoss.harmony import HARMONY_SPECIAL_TOKENS, harmony_chat_template
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -51,18 +52,6 @@ O200K_PATTERN = "|".join(
         r"""\s+""",
     ]
 )
-# The harmony special tokens with their ids in o200k_harmony (tiktoken_ext.openai_public).
-HARMONY_SPECIAL_TOKENS: dict[str, int] = {
-    "<|startoftext|>": 199998,
-    "<|endoftext|>": 199999,
-    "<|return|>": 200002,
-    "<|constrain|>": 200003,
-    "<|channel|>": 200005,
-    "<|start|>": 200006,
-    "<|end|>": 200007,
-    "<|message|>": 200008,
-    "<|call|>": 200012,
-}
 O200K_HARMONY_VOCAB = 201088  # o200k (199,998) + specials and reserved slots, as in gpt-oss
 BOS, PAD, EOS = "<|startoftext|>", "<|endoftext|>", "<|return|>"  # gpt-oss's special_tokens_map
 
@@ -351,14 +340,9 @@ def _load_pretrained(model: str, *, dtype: str, quantization: str, attn_implemen
     return AutoModelForCausalLM.from_pretrained(model, **kwargs)
 
 
-def read_run_config(run_dir: str | Path) -> dict:
-    """The resolved `config.yaml` of a run directory (written by cpt/sft)."""
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise WikituneError(f"{run_dir} is not a run directory: it has no config.yaml")
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def is_run_dir(path: str | Path) -> bool:
+    """A run directory written by cpt or sft (it holds its resolved config), not a bare adapter directory."""
+    return (Path(path) / formats.RUN_CONFIG).is_file()
 
 
 def resolve_adapter(adapter: str | Path) -> Path:
@@ -366,9 +350,9 @@ def resolve_adapter(adapter: str | Path) -> Path:
     path = Path(adapter)
     if (path / "adapter_config.json").is_file():
         return path
-    if (path / "adapter" / "adapter_config.json").is_file():
-        return path / "adapter"
-    raise WikituneError(f"{adapter} holds no PEFT adapter (no adapter_config.json there or in adapter/)")
+    if (path / formats.ADAPTER_DIR / "adapter_config.json").is_file():
+        return path / formats.ADAPTER_DIR
+    raise WikituneError(f"{adapter} holds no PEFT adapter (no adapter_config.json there or in {formats.ADAPTER_DIR}/)")
 
 
 def load_model_and_tokenizer(
@@ -411,8 +395,8 @@ def load_model_and_tokenizer(
         WikituneError: a missing path, a missing tokenizer for tiny-gpt-oss, an unknown option.
     """
     run_cfg: dict = {}
-    if adapter is not None and (Path(adapter) / "config.yaml").is_file():
-        run_cfg = read_run_config(adapter)
+    if adapter is not None and is_run_dir(adapter):
+        run_cfg = formats.read_run_config(adapter)
     if model is None:
         model = run_cfg.get("model")
         if model is None:

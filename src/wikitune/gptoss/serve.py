@@ -24,7 +24,8 @@ from typing import Any
 
 from wikitune.errors import WikituneError
 from wikitune.gptoss.generate import GenerationSettings, HFBackend
-from wikitune.gptoss.harmony import REASONING_EFFORTS, PromptSettings, parse_completion, render_conversation
+from wikitune.gptoss.harmony import PromptSettings, parse_completion, render_conversation
+from wikitune.gptoss.model import load_model_and_tokenizer
 
 
 def create_app(model: Any, tokenizer: Any, *, model_name: str = "wikitune", settings: GenerationSettings | None = None,
@@ -46,15 +47,13 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "wikitune", sett
     def models() -> dict:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "wikitune"}]}
 
-    def complete(messages: Any, body: dict, *, max_tokens: Any, effort: Any) -> Any:
-        """(prompt text, generation, parsed) for one request, or an error response."""
+    def prepare(messages: Any, body: dict, *, max_tokens: Any, effort: Any) -> Any:
+        """(prompt text, generation settings) for one request, or an error response."""
         if not isinstance(messages, list) or not messages:
             return error(400, "messages (input) must be a non-empty list")
-        effort = effort or prompt.reasoning_effort
-        if effort not in REASONING_EFFORTS:
-            return error(400, f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}")
         try:
-            text = render_conversation(replace(prompt, reasoning_effort=effort), messages)
+            # PromptSettings checks the effort (replace reruns its __post_init__): a bad one is a 400
+            text = render_conversation(replace(prompt, reasoning_effort=effort or prompt.reasoning_effort), messages)
             gen_settings = replace(
                 settings,
                 max_new_tokens=int(max_tokens or settings.max_new_tokens),
@@ -72,18 +71,25 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "wikitune", sett
             backend.settings = gen_settings
             return backend.generate([text])[0]
 
-    @app.post("/v1/chat/completions")
-    async def chat(body: dict) -> Any:
+    async def answer(messages: Any, body: dict, *, max_tokens: Any, effort: Any) -> Any:
+        """(generation, parsed completion, prompt tokens) for one request, or an error response."""
         if body.get("stream"):
             return error(400, "streaming is not supported by wikitune serve")
-        prepared = complete(body.get("messages"), body, max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
-                            effort=body.get("reasoning_effort"))
+        prepared = prepare(messages, body, max_tokens=max_tokens, effort=effort)
         if not isinstance(prepared, tuple):
             return prepared
         text, gen_settings = prepared
         generation = await asyncio.to_thread(run, text, gen_settings)
         parsed = parse_completion(generation.raw, stop_reason=generation.stop_reason)
-        prompt_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return generation, parsed, len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict) -> Any:
+        answered = await answer(body.get("messages"), body, max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+                                effort=body.get("reasoning_effort"))
+        if not isinstance(answered, tuple):
+            return answered
+        generation, parsed, prompt_tokens = answered
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -102,20 +108,15 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "wikitune", sett
 
     @app.post("/v1/responses")
     async def responses(body: dict) -> Any:
-        if body.get("stream"):
-            return error(400, "streaming is not supported by wikitune serve")
         given = body.get("input")
         messages = [{"role": "user", "content": given}] if isinstance(given, str) else given
         if body.get("instructions") and isinstance(messages, list):
             messages = [{"role": "developer", "content": body["instructions"]}, *messages]
-        prepared = complete(messages, body, max_tokens=body.get("max_output_tokens"),
-                            effort=(body.get("reasoning") or {}).get("effort"))
-        if not isinstance(prepared, tuple):
-            return prepared
-        text, gen_settings = prepared
-        generation = await asyncio.to_thread(run, text, gen_settings)
-        parsed = parse_completion(generation.raw, stop_reason=generation.stop_reason)
-        prompt_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        answered = await answer(messages, body, max_tokens=body.get("max_output_tokens"),
+                                effort=(body.get("reasoning") or {}).get("effort"))
+        if not isinstance(answered, tuple):
+            return answered
+        generation, parsed, prompt_tokens = answered
         output = []
         if parsed.analysis is not None:
             output.append({"type": "reasoning", "id": f"rs_{uuid.uuid4().hex}", "summary": [],
@@ -142,8 +143,6 @@ def serve(model: str | None, *, tokenizer: str | None = None, adapter: str | Non
           host: str = "127.0.0.1", max_new_tokens: int = 256, model_name: str | None = None) -> None:
     """Load the model and serve it until interrupted."""
     import uvicorn
-
-    from wikitune.gptoss.model import load_model_and_tokenizer
 
     if not 0 < port < 65536:
         raise WikituneError(f"--port must be in 1..65535, got {port}")

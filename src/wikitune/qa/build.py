@@ -20,7 +20,6 @@ fact goes to test when a hash of its id falls below `test_fraction`.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import sqlite3
@@ -29,9 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from wikitune import formats
 from wikitune.errors import WikituneError
+from wikitune.formats import QAItem
 from wikitune.qa.llm import LLMQuestionSettings, propose_questions
-from wikitune.split import is_heldout
+from wikitune.split import DEFAULT_HELDOUT_FRACTION, is_heldout
 from wikitune.text.ja import bracketless, normalize_answer, split_sentences
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class QABuildConfig:
     """QA directory to write: train.jsonl, test.jsonl, unseen.jsonl, manifest.json."""
     test_fraction: float = 0.2
     """Share of the facts of training articles that go to test.jsonl instead of train.jsonl."""
-    heldout_fraction: float = 0.1
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
     """Share of articles held out from training (must match CPT's; see wikitune.split)."""
     split_seed: str = "wikitune"
     """Seed of the fact split inside training articles (the article split is CPT's, seedless)."""
@@ -136,8 +137,6 @@ class QABuildConfig:
     def __post_init__(self) -> None:
         self.corpus = Path(self.corpus)
         self.out = Path(self.out)
-        if not (self.corpus / "articles.jsonl").is_file():
-            raise WikituneError(f"{self.corpus} has no articles.jsonl: give a corpus directory written by `wikitune extract`")
         for name in ("test_fraction", "heldout_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -322,8 +321,10 @@ def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResul
     Raises:
         WikituneError: the corpus is missing or yields no question at all.
     """
-    with open(cfg.corpus / "articles.jsonl", encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    # Checked here, not in QABuildConfig: a study builds its configs before its corpus exists.
+    if not (cfg.corpus / formats.ARTICLES).is_file():
+        raise WikituneError(f"{cfg.corpus} has no {formats.ARTICLES}: give a corpus directory written by `wikitune extract`")
+    records = list(formats.iter_articles(cfg.corpus))
     names = _title_index(cfg.corpus, records)
     skipped: Counter = Counter()
     facts: list[Fact] = []
@@ -360,7 +361,7 @@ def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResul
     if not kept:
         raise WikituneError(f"{cfg.corpus} yields no question: its articles have no infobox field or lead sentence the rules know")
 
-    splits: dict[str, list[dict]] = {"train": [], "test": [], "unseen": []}
+    splits: dict[str, list[QAItem]] = {"train": [], "test": [], "unseen": []}
     rules: Counter = Counter()
     for f in sorted(kept, key=lambda f: (f.pageid, f.id)):
         if is_heldout(f.pageid, cfg.heldout_fraction):
@@ -370,23 +371,22 @@ def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResul
         else:
             name = "train"
         rules[f.rule] += 1
-        splits[name].append({
-            "id": f"{name}:{f.id}", "question": f.question, "answer": f.answer, "aliases": f.aliases,
-            "domain": cfg.domain, "split": "train" if name == "train" else "test",
-            "source": {"pageid": f.pageid, "title": f.title},
-        })
+        splits[name].append(QAItem(
+            id=f"{name}:{f.id}", question=f.question, answer=f.answer, aliases=f.aliases,
+            domain=cfg.domain, split="train" if name == "train" else "test",
+            source={"pageid": f.pageid, "title": f.title},
+        ))
     cfg.out.mkdir(parents=True, exist_ok=True)
-    for name, rows in splits.items():
-        with open(cfg.out / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    files = {"train": formats.QA_TRAIN, "test": formats.QA_TEST, "unseen": formats.QA_UNSEEN}
+    for name, items in splits.items():
+        formats.write_qa_file(cfg.out / files[name], items)
     counts = {name: len(rows) for name, rows in splits.items()}
     manifest = {
         "corpus": str(cfg.corpus), "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "llm_prompt": "wikitune/data/qa_generation_prompt.ja.md" if cfg.llm is not None else None,
         "counts": counts, "articles": len(records),
-        "heldout_articles": sum(is_heldout(int(r["pageid"]), cfg.heldout_fraction) for r in records),
+        "heldout_articles": sum(is_heldout(r["pageid"], cfg.heldout_fraction) for r in records),
         "rules": dict(sorted(rules.items())), "skipped": dict(sorted(skipped.items())),
     }
-    (cfg.out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    formats.write_json(cfg.out / formats.QA_MANIFEST, manifest)
     return QABuildResult(out=cfg.out, counts=counts, manifest=manifest)

@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any, Iterable
 
 from wikitune.errors import WikituneError
+from wikitune.gptoss.generate import GenerationSettings, OpenAIBackend
 from wikitune.text.ja import normalize_answer
 
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}")
@@ -90,9 +91,6 @@ def check_proposal(proposal: dict[str, str], article_text: str, max_answer_chars
 def propose_questions(records: Iterable[dict[str, Any]], settings: LLMQuestionSettings, *, max_answer_chars: int,
                       skipped: Counter, backend: Any = None) -> list[tuple[dict, dict[str, str]]]:
     """(article record, {question, answer}) pairs the LLM proposed and the checks kept."""
-    from wikitune.gptoss.generate import GenerationSettings, OpenAIBackend
-    from wikitune.gptoss.harmony import parse_completion
-
     records = [r for r in records if (r.get("text") or "").strip()]
     client = backend or OpenAIBackend(settings.base_url, settings.model, GenerationSettings(max_new_tokens=settings.max_new_tokens),
                                       concurrency=settings.concurrency)
@@ -100,7 +98,7 @@ def propose_questions(records: Iterable[dict[str, Any]], settings: LLMQuestionSe
                      for r in records]
     kept = []
     for record, gen in zip(records, client.chat(conversations, reasoning_effort=settings.reasoning_effort)):
-        reply = gen.parsed.get("final") if gen.parsed is not None else parse_completion(gen.raw, stop_reason=gen.stop_reason).final
+        reply = gen.final_text()
         proposals = parse_proposals(reply)
         if not proposals:
             skipped["llm_no_parsable_reply"] += 1

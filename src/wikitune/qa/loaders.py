@@ -18,35 +18,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
+from wikitune import formats
 from wikitune.errors import WikituneError
+from wikitune.formats import QAItem
 from wikitune.qa.builtin import BUILTIN_SETS
 
 FORMATS = ("wikitune", "builtin", "jaqket", "jaqket-anime", "jaqket-control", "jsquad", "jcommonsenseqa")
-
-
-@dataclass
-class QAItem:
-    """One question (the QA JSONL record of DESIGN.md, plus optional choices and context)."""
-
-    id: str
-    question: str
-    answer: str
-    aliases: list[str] = field(default_factory=list)
-    domain: str = "anime"
-    split: str | None = None
-    source: dict | None = None
-    choices: list[str] | None = None
-    """Multiple-choice options (JCommonsenseQA, some JAQKET rows); shown to the model when present."""
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        if out["choices"] is None:
-            del out["choices"]
-        return out
 
 
 @dataclass
@@ -69,33 +50,9 @@ class QASet:
         return counts
 
 
-def _read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise WikituneError(f"{path}:{lineno} is not JSON ({err.msg}): a QA file has one JSON object per line") from err
-
-
-def _load_wikitune(path: Path) -> list[QAItem]:
-    items = []
-    for row in _read_jsonl(path):
-        missing = [k for k in ("id", "question", "answer") if k not in row]
-        if missing:
-            raise WikituneError(f"{path}: a record lacks {', '.join(missing)}; see the QA file format in DESIGN.md")
-        items.append(QAItem(
-            id=str(row["id"]), question=row["question"], answer=row["answer"] or "",
-            aliases=list(row.get("aliases") or []), domain=row.get("domain") or "anime",
-            split=row.get("split"), source=row.get("source"), choices=row.get("choices"),
-        ))
-    return items
-
-
 def _load_jaqket(path: Path, keep: str | None) -> list[QAItem]:
     items = []
-    for row in _read_jsonl(path):
+    for _line_no, row in formats.iter_jsonl(path, "a JAQKET file has one JSON object per line"):
         domain = "anime" if row.get("anime_keywords") else "control"
         if keep and domain != keep:
             continue
@@ -124,7 +81,7 @@ def _load_jsquad(path: Path) -> list[QAItem]:
 
 def _load_jcommonsenseqa(path: Path) -> list[QAItem]:
     items = []
-    for row in _read_jsonl(path):
+    for _line_no, row in formats.iter_jsonl(path, "a JCommonsenseQA file has one JSON object per line"):
         choices = [row[f"choice{i}"] for i in range(5)]
         items.append(QAItem(
             id=f"jcommonsenseqa:{row['q_id']}", question=row["question"], answer=choices[int(row["label"])],
@@ -178,7 +135,7 @@ def load_qa_spec(spec: str) -> QASet:
         fmt = fmt or _sniff(path)
         try:
             if fmt == "wikitune":
-                items = _load_wikitune(path)
+                items = formats.read_qa_file(path)
             elif fmt.startswith("jaqket"):
                 items = _load_jaqket(path, {"jaqket-anime": "anime", "jaqket-control": "control"}.get(fmt))
             elif fmt == "jsquad":
@@ -198,25 +155,34 @@ def load_qa_spec(spec: str) -> QASet:
     return QASet(name=name, items=items)
 
 
-def load_qa(specs: Iterable[str] | str) -> QASet:
-    """All questions of several specs, in order; ids must be unique across them.
+def load_qa_sets(specs: Iterable[str] | str) -> list[QASet]:
+    """The QA sets of several specs, in order; question ids must be unique across them.
 
     Raises:
         WikituneError: a bad spec, or two questions with one id (the result cache is keyed by id).
     """
     if isinstance(specs, (str, Path)):
         specs = [str(specs)]
-    items: list[QAItem] = []
-    names = []
+    sets = []
     seen: dict[str, str] = {}
     for spec in specs:
         qa_set = load_qa_spec(str(spec))
-        names.append(qa_set.name)
         for item in qa_set.items:
             if item.id in seen:
                 raise WikituneError(f"question id {item.id!r} is in both {seen[item.id]} and {qa_set.name}: ids must be unique")
             seen[item.id] = qa_set.name
-            items.append(item)
+        sets.append(qa_set)
+    return sets
+
+
+def load_qa(specs: Iterable[str] | str) -> QASet:
+    """All questions of several specs as one set, in order; ids must be unique across them.
+
+    Raises:
+        WikituneError: a bad spec, two questions with one id, or no question at all.
+    """
+    sets = load_qa_sets(specs)
+    items = [item for qa_set in sets for item in qa_set.items]
     if not items:
-        raise WikituneError(f"no questions in {', '.join(map(str, specs))}")
-    return QASet(name="+".join(names), items=items)
+        raise WikituneError(f"no questions in {', '.join(qa_set.name for qa_set in sets)}")
+    return QASet(name="+".join(qa_set.name for qa_set in sets), items=items)

@@ -7,7 +7,8 @@
     ], force={"cpt"})
 
 Each stage writes into `STUDY/<name>/`. Its key is a hash of its config, the keys of the stages
-it depends on and the wikitune version; `STUDY/<name>/.stage.json` records the key of the run that
+it depends on, the source of the code that produces it (`code_fingerprint`) and the wikitune
+version; `STUDY/<name>/.stage.json` records the key of the run that
 produced the directory and is written last. A stage whose directory carries the current key is
 skipped; any other runs, and so does everything downstream of it (their keys change with it).
 
@@ -19,8 +20,10 @@ next run (`resume=True`), so stages that checkpoint (training) continue where th
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -48,12 +51,15 @@ class Stage:
             (resume from it if you can). Its return value is kept in the stage's result.
         config (dict): everything that changes the stage's output (JSON-serialisable).
         deps (list[str]): names of the stages whose output this one reads.
+        code (list[str]): the wikitune modules that produce the output; their source, and that of
+            every wikitune module they import, is part of the stage key (see `code_fingerprint`).
     """
 
     name: str
     run: Callable[[Path, bool], Any]
     config: dict[str, Any] = field(default_factory=dict)
     deps: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,9 +72,67 @@ class StageResult:
     value: Any = None
 
 
-def stage_key(config: dict[str, Any], dep_keys: Iterable[str]) -> str:
-    """Hash of a stage's config, its upstream keys and the tool version."""
-    payload = json.dumps({"config": config, "deps": list(dep_keys), "version": __version__},
+def _imported_modules(tree: ast.AST, package: str) -> set[str]:
+    """Names of the `wikitune` modules a module's source imports (absolute or relative)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "wikitune")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            if base.split(".")[0] != "wikitune":
+                continue
+            found.add(base)
+            # `from wikitune.corpus import convert`: the name may itself be a module
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def code_closure(modules: Iterable[str]) -> dict[str, str]:
+    """`{module: sha256 of its source}` for `modules` and every wikitune module they import,
+    transitively. Names that are not modules (`from m import function`) are skipped.
+
+    Raises:
+        WikituneError: one of `modules` itself is not a wikitune module.
+    """
+    modules = list(modules)
+    seen: dict[str, str] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, AttributeError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            if name in modules:
+                raise WikituneError(f"stage code {name!r} is not a wikitune module")
+            continue
+        source = Path(spec.origin).read_bytes()
+        seen[name] = hashlib.sha256(source).hexdigest()
+        package = name if spec.submodule_search_locations else name.rpartition(".")[0]
+        todo.extend(_imported_modules(ast.parse(source), package) - set(seen))
+    return seen
+
+
+def code_fingerprint(modules: Iterable[str]) -> str:
+    """Hash of the source of `modules` and of every wikitune module they import (`code_closure`):
+    an edit anywhere in that closure changes it; an edit elsewhere (the report, another stage's
+    code) does not."""
+    payload = json.dumps(sorted(code_closure(modules).items()))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def stage_key(config: dict[str, Any], dep_keys: Iterable[str], code: Iterable[str] = ()) -> str:
+    """Hash of a stage's config, its upstream keys, the code that produces it and the tool version."""
+    code = list(code)
+    payload = json.dumps({"config": config, "deps": list(dep_keys), "version": __version__,
+                          "code": code_fingerprint(code) if code else None},
                          sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
@@ -104,7 +168,7 @@ class Study:
             missing = [d for d in stage.deps if d not in results]
             if missing:
                 raise WikituneError(f"stage {stage.name!r} needs {missing[0]!r}, which does not run before it")
-            key = stage_key(stage.config, [results[d].key for d in stage.deps])
+            key = stage_key(stage.config, [results[d].key for d in stage.deps], stage.code)
             rerun_upstream = any(results[d].status == "ran" for d in stage.deps)
             output = self.root / stage.name
             if stage.name not in force and not rerun_upstream and self.finished_key(stage.name) == key:

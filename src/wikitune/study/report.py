@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wikitune import formats
+from wikitune.corpus.stats import corpus_stats
 from wikitune.errors import WikituneError
+from wikitune.train.lora import COVERAGE_FILE
 
 REPORT_DIR = "report"
 # Evaluation runs in this order when their directory names say what they are; others follow by name.
@@ -48,18 +51,7 @@ class Artifacts:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return formats.read_json(path, "an artifact of a wikitune stage")
 
 
 def collect(root: Path) -> Artifacts:
@@ -72,20 +64,17 @@ def collect(root: Path) -> Artifacts:
     for path in candidates:
         if path.name == REPORT_DIR:
             continue
-        if (path / "manifest.json").is_file() and (path / "articles.jsonl").is_file() and found.corpus is None:
+        if formats.is_corpus(path) and found.corpus is None:
             found.corpus = _corpus_section(path)
-        if (path / "metrics.jsonl").is_file():
+        if formats.is_training_run(path):
             found.training[path.name] = {
-                "metrics": _read_jsonl(path / "metrics.jsonl"),
-                "config": _read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {},
-                "summary": _read_json(path / "summary.json") if (path / "summary.json").is_file() else {},
-                "coverage": _read_json(path / "lora_coverage.json") if (path / "lora_coverage.json").is_file() else None,
+                "metrics": formats.read_metrics(path),
+                "config": formats.read_run_config(path) if (path / formats.RUN_CONFIG).is_file() else {},
+                "summary": formats.read_summary(path) if (path / formats.SUMMARY).is_file() else {},
+                "coverage": _read_json(path / COVERAGE_FILE) if (path / COVERAGE_FILE).is_file() else None,
             }
-        if (path / "summary.json").is_file() and (path / "results.jsonl").is_file():
-            found.evals[path.name] = {
-                "summary": _read_json(path / "summary.json"),
-                "results": _read_jsonl(path / "results.jsonl"),
-            }
+        if formats.is_eval_run(path):
+            found.evals[path.name] = {"summary": formats.read_summary(path), "results": formats.read_results(path)}
     if found.corpus is None and not found.training and not found.evals:
         raise WikituneError(f"{root}: no corpus, training run or evaluation run found below it")
     order = {name: i for i, name in enumerate(RUN_ORDER)}
@@ -96,8 +85,6 @@ def collect(root: Path) -> Artifacts:
 def _corpus_section(path: Path) -> dict[str, Any]:
     if (path / "stats.json").is_file():
         return _read_json(path / "stats.json")
-    from wikitune.corpus.stats import corpus_stats
-
     return corpus_stats(path)
 
 

@@ -1,8 +1,9 @@
 """Training data: corpus articles into packed blocks (CPT), QA pairs into masked harmony chats (SFT).
 
-    articles = read_articles("corpus/demo")
-    train, heldout = split_articles(articles, 0.1)           # wikitune.split: shared with qa build
+    articles = formats.read_articles("corpus/demo")
+    train, heldout = split.split_articles(articles, 0.1)     # shared with qa build
     blocks = pack_wrapped(tokenize_documents(texts, tok, sep_id), 256)
+    items = read_training_qa("qa/demo", "train")             # QAItems of qa/demo/train.jsonl
 
 CPT packing is "wrapped": every article is followed by a separator token, all articles are
 concatenated and cut into fixed-length blocks, so a batch holds no padding at all. A block can
@@ -12,13 +13,13 @@ documents inside a block, see shared STACK.md on TRL's `bfd` packing).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from wikitune import formats
 from wikitune.errors import WikituneError
+from wikitune.formats import QAItem
 from wikitune.gptoss.harmony import qa_messages
-from wikitune.split import is_heldout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -27,39 +28,6 @@ IGNORE_INDEX = -100
 
 
 # --------------------------------------------------------------------------- corpus (CPT)
-
-
-def read_articles(corpus: str | Path, text_field: str = "text") -> list[dict[str, Any]]:
-    """Articles of a corpus directory (DESIGN.md), sorted by page id: `pageid`, `title`, `text`.
-
-    Raises:
-        WikituneError: not a corpus directory, or `text_field` is not `text`/`markdown`.
-    """
-    if text_field not in ("text", "markdown"):
-        raise WikituneError(f"text_field must be text or markdown, got {text_field!r}")
-    path = Path(corpus) / "articles.jsonl"
-    if not path.is_file():
-        raise WikituneError(f"{corpus} is not a corpus directory (no articles.jsonl); build one with `wikitune extract`")
-    out = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                out.append({"pageid": int(record["pageid"]), "title": record["title"], "text": record[text_field]})
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise WikituneError(f"{path}:{line_no}: not an article record ({err})") from err
-    if not out:
-        raise WikituneError(f"{path} holds no articles")
-    return sorted(out, key=lambda a: a["pageid"])
-
-
-def split_articles(articles: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
-    """(train, held-out) by `wikitune.split.is_heldout` of the page id: deterministic, shared with qa build."""
-    train = [a for a in articles if not is_heldout(a["pageid"], heldout_fraction)]
-    held = [a for a in articles if is_heldout(a["pageid"], heldout_fraction)]
-    return train, held
 
 
 def tokenize_documents(texts: Iterable[str], tokenizer: "PreTrainedTokenizerBase", separator_id: int) -> list[list[int]]:
@@ -101,36 +69,23 @@ def pad_batches(docs: list[list[int]], block_size: int, batch_size: int, pad_id:
 # --------------------------------------------------------------------------- QA (SFT)
 
 
-def read_qa(paths: str | Path | list, split: str | None = None) -> list[dict[str, Any]]:
-    """QA records (DESIGN.md) from one or more JSONL files; with `split`, only records of that
-    split (records whose split is null are kept).
+def read_training_qa(paths: str | Path | list, split: str | None = None) -> list[QAItem]:
+    """QA items from one or more QA JSONL files, in file order; a directory means its train.jsonl.
+    With `split`, only items of that split (items whose split is null are kept).
 
     Raises:
-        WikituneError: a missing file or a record without question/answer.
+        WikituneError: a missing or malformed file, or no item left.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    out = []
+    items: list[QAItem] = []
     for path in map(Path, paths):
         if path.is_dir():
-            path = path / "train.jsonl"
-        if not path.is_file():
-            raise WikituneError(f"QA file {path} does not exist; build one with `wikitune qa build`")
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    question, answer = str(record["question"]), str(record["answer"])
-                except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    raise WikituneError(f"{path}:{line_no}: not a QA record with question and answer ({err})") from err
-                if split is not None and record.get("split") not in (None, split):
-                    continue
-                out.append({"id": record.get("id", f"{path.stem}-{line_no}"), "question": question, "answer": answer})
-    if not out:
+            path = path / formats.QA_TRAIN
+        items += [item for item in formats.read_qa_file(path) if split is None or item.split in (None, split)]
+    if not items:
         raise WikituneError(f"no QA records in {', '.join(map(str, paths))}")
-    return out
+    return items
 
 
 def encode_qa(question: str, answer: str, tokenizer: "PreTrainedTokenizerBase", *, template: str,

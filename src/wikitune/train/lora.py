@@ -13,14 +13,15 @@ them, for the per-expert Linear modules of 4-bit checkpoints) and parameter targ
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wikitune import formats
 from wikitune.errors import WikituneError
+from wikitune.gptoss.model import resolve_adapter
 
 if TYPE_CHECKING:
     import torch
@@ -182,8 +183,7 @@ def _report_coverage(coverage: dict[str, Any], out_dir: str | Path | None) -> No
     print(format_coverage(coverage))
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / COVERAGE_FILE).write_text(json.dumps(coverage, ensure_ascii=False, indent=2) + "\n",
-                                                   encoding="utf-8")
+        formats.write_json(Path(out_dir) / COVERAGE_FILE, coverage)
 
 
 def continue_adapter(model: "torch.nn.Module", adapter: str | Path, settings: LoraSettings,
@@ -191,8 +191,6 @@ def continue_adapter(model: "torch.nn.Module", adapter: str | Path, settings: Lo
     """Load an existing adapter as trainable (to keep training it); its own targets and rank
     apply, `settings.dropout` is put on its module targets. Returns (peft_model, coverage)."""
     from peft import PeftConfig, PeftModel
-
-    from wikitune.gptoss.model import resolve_adapter
 
     path = resolve_adapter(adapter)
     peft_config = PeftConfig.from_pretrained(str(path))

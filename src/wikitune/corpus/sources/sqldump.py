@@ -15,7 +15,7 @@ position) and handles both ``categorylinks`` schemas:
 Usage::
 
     from pathlib import Path
-    from wikitune.corpus.sqldump import iter_category_links, iter_pages, read_table
+    from wikitune.corpus.sources.sqldump import iter_category_links, iter_pages, read_table
 
     # 2025+ dump: pass the matching linktarget file (an older dump needs none)
     for page_id, category in iter_category_links(

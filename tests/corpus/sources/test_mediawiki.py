@@ -14,9 +14,10 @@ import pytest
 
 from tests.conftest import TEST_DATA, shared_file
 from wikitune.corpus.crawl import Crawler, CrawlConfig, CrawlState, Progress
-from wikitune.corpus.mediawiki import (
-    MediaWikiClient, RetriesExhausted, SiteInfo, category_members, describe, is_missing, latest_revision, merge_pages,
-    page_categories, parse_retry_after, response_pages,
+from wikitune.corpus.page import classify
+from wikitune.corpus.sources.mediawiki import (
+    MediaWikiClient, RetriesExhausted, SiteInfo, as_page, category_members, describe, is_missing, latest_revision,
+    merge_pages, page_categories, parse_retry_after, response_pages,
 )
 from wikitune.errors import WikituneError
 
@@ -129,6 +130,21 @@ def test_fv2_page_rows_classify_redirects_disambiguation_and_categories(tmp_path
     assert json.loads(rows[18][6]) == ["2024年のテレビアニメ", "オリジナルアニメ作品", "Neon Drive"]
     converted = json.loads(rows[8][7])
     assert converted["text"] and "[[" not in converted["text"] and converted["infobox"]
+
+
+
+def test_as_page_reads_an_api_page_like_a_dump_page():
+    def api(content: str, **extra) -> dict:
+        return {"pageid": 5, "ns": 0, "title": "X", **extra,
+                "revisions": [{"revid": 7, "timestamp": "2024-01-01T00:00:00Z", "slots": {"main": {"content": content}}}]}
+
+    page = as_page(api("本文"))
+    assert (page.pageid, page.ns, page.title, page.revid, page.timestamp, page.wikitext, page.redirect) == (
+        5, 0, "X", 7, "2024-01-01T00:00:00Z", "本文", None)
+    # The API flags a redirect without its target: the wikitext names it, else it is unknown ("?").
+    assert as_page(api("#転送 [[Y]]", redirect=True)).redirect == "Y"
+    assert as_page(api("本文", redirect=True)).redirect == "?"
+    assert classify(as_page(api("本文", redirect=True))).name == "redirect"
 
 
 # ---- the client against a scripted server ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests for wikitune.corpus.sqldump (MediaWiki mysqldump reader).
+"""Tests for wikitune.corpus.sources.sqldump (MediaWiki mysqldump reader).
 
 The fixtures under tests/data/sql/ describe one tiny fictional wiki twice: ``old/`` with the
 MediaWiki <= 1.42 schema (categorylinks.cl_to) and ``new/`` with the 2025 schema
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wikitune.corpus.sqldump import (
+from wikitune.corpus.sources.sqldump import (
     SQLDumpError,
     detect_schema,
     iter_category_links,
@@ -27,7 +27,7 @@ from wikitune.corpus.sqldump import (
     read_table,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "sql"
+DATA = Path(__file__).resolve().parents[2] / "data" / "sql"
 OLD = DATA / "old"
 NEW = DATA / "new"
 
@@ -160,7 +160,7 @@ def test_old_schema_links():
 
 
 def test_new_schema_links_match_old_schema(caplog):
-    with caplog.at_level(logging.WARNING, logger="wikitune.corpus.sqldump"):
+    with caplog.at_level(logging.WARNING, logger="wikitune.corpus.sources.sqldump"):
         new = list(iter_category_links(NEW / "categorylinks.sql", NEW / "linktarget.sql"))
     old = list(iter_category_links(OLD / "categorylinks.sql"))
     assert set(new) == set(old) == EXPECTED_LINKS

@@ -26,6 +26,7 @@ from typing import Iterator
 from urllib.parse import quote
 
 from wikitune.corpus.names import CATEGORY_NS, DEFAULT_CATEGORY_PREFIXES
+from wikitune.corpus.page import Page
 from wikitune.errors import WikituneError
 
 CHUNK_BYTES = 1 << 20
@@ -59,19 +60,6 @@ class SiteInfo:
             return None
         prefix = self.base.rsplit("/", 1)[0]
         return f"{prefix}/{quote(title.replace(' ', '_'), safe='/:()!,;*@$')}"
-
-
-@dataclass
-class Page:
-    """One `<page>` of a dump: its latest revision's wikitext and metadata."""
-
-    pageid: int
-    title: str
-    ns: int
-    wikitext: str
-    revid: int | None = None
-    timestamp: str | None = None
-    redirect: str | None = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ import random
 import tracemalloc
 from pathlib import Path
 
-from wikitune.corpus.dump import DumpReader
+from wikitune.corpus.sources.dump import DumpReader
 
 from tests.conftest import shared_file
 

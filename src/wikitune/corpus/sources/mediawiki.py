@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 
 from wikitune import __version__
 from wikitune.corpus.names import CATEGORY_NS, DEFAULT_CATEGORY_PREFIXES
+from wikitune.corpus.page import Page, redirect_in_text
 from wikitune.errors import WikituneError
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,18 @@ def page_categories(page: dict[str, Any]) -> list[str]:
 def is_missing(page: dict[str, Any]) -> bool:
     """A page the wiki does not have (fv2: `missing: true`; fv1: `missing: ""`)."""
     return "missing" in page and page["missing"] is not False or "invalid" in page
+
+
+def as_page(page: dict[str, Any]) -> Page:
+    """A page of a `prop=revisions` response (not missing) as a `Page`, like the dump reader's."""
+    rev = latest_revision(page) or {}
+    wikitext = rev.get("content") or ""
+    redirect = None
+    if page.get("redirect"):
+        # The API flags a redirect without naming its target; the wikitext names it, or "?" says unknown.
+        redirect = redirect_in_text(wikitext) or "?"
+    return Page(pageid=page["pageid"], title=page["title"], ns=page["ns"], wikitext=wikitext,
+                revid=rev.get("revid"), timestamp=rev.get("timestamp"), redirect=redirect)
 
 
 def merge_pages(into: dict[int | str, dict[str, Any]], response: dict[str, Any]) -> None:

@@ -1,0 +1,152 @@
+"""The study config (`wikitune run --config STUDY.yaml`): typed, and checked whole at load.
+
+    cfg = load_study_config("configs/tiny/study.yaml", ["sft.learning_rate=1e-3"])
+
+Loading builds every stage's own config (`QABuildConfig`, `CPTConfig`, `SFTConfig`,
+`QAEvalConfig`) from its section, so an unknown key, a value of the wrong type, an impossible
+value or a missing input file is reported in one line naming the key, before any stage runs and
+before anything is written. Settings that the study decides for every stage (paths, model,
+seed, held-out fraction) are top-level keys; a section that sets one is refused.
+
+Without `--config`, the demo study is read: `configs/tiny/study.yaml`, shipped inside the
+package as `wikitune/data/demo_study.yaml` (the same file). Code holds only library defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from wikitune.config import load_config
+from wikitune.errors import WikituneError
+from wikitune.gptoss.model import TINY
+from wikitune.qa.loaders import load_qa_spec
+from wikitune.split import DEFAULT_HELDOUT_FRACTION
+
+RUN_NAMES = ("base", "cpt", "sft-only", "cpt-sft", "rag")
+"""The models a study can evaluate: base, raw CPT, SFT alone, SFT on CPT, base + BM25 retrieval."""
+
+
+def demo_study_path() -> Path:
+    """The demo study's YAML inside the package (= configs/tiny/study.yaml of the repository)."""
+    return Path(str(resources.files("wikitune") / "data" / "demo_study.yaml"))
+
+
+def demo_expect_path() -> Path:
+    """The titles the demo wiki's roots should reach (the corpus stage's `--expect` for the demo)."""
+    return Path(str(resources.files("wikitune") / "data" / "demo_expect.txt"))
+
+
+def demo_dump_path() -> Path:
+    """The fictional demo wiki's dump, shipped in the package (`source.dump: demo`)."""
+    return Path(str(resources.files("wikitune") / "data" / "demo_wiki.xml"))
+
+
+@dataclass
+class SourceSettings:
+    """Where the corpus comes from."""
+
+    kind: str = "extract"
+    """`extract` (a dump, or `demo`) or `crawl` (a live wiki's API)."""
+    dump: str = "demo"
+    """For extract: a pages-articles dump path, or `demo` (the fictional wiki in the package)."""
+    api: str | None = None
+    """For crawl: the wiki's api.php URL."""
+    contact: str | None = None
+    """For crawl: your e-mail or URL for the User-Agent."""
+    roots: list[str] = field(default_factory=lambda: ["日本のアニメ作品", "アニメ関連人物", "アニメ関連企業"])
+    """Root categories."""
+    depth: int | None = None
+    """Most sub-category steps below a root; None = unlimited."""
+    exclude: list[str] = field(default_factory=list)
+    """Regexes of categories not to enter."""
+    expect: str | None = None
+    """A titles file; the report lists those missing and why. None with the demo: the demo's own list."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("extract", "crawl"):
+            raise WikituneError(f"source.kind must be extract or crawl, got {self.kind!r}")
+        if self.kind == "crawl" and not self.api:
+            raise WikituneError("source.kind=crawl needs source.api (the wiki's api.php URL)")
+        if self.kind == "extract" and self.dump != "demo" and not Path(self.dump).is_file():
+            raise WikituneError(f"source.dump: {self.dump} does not exist (give a pages-articles dump, or `demo`)")
+        if self.expect is not None and not Path(self.expect).is_file():
+            raise WikituneError(f"source.expect: {self.expect} does not exist (a file of expected titles, one per line)")
+        if not self.roots:
+            raise WikituneError("source.roots is empty: give at least one root category")
+        if self.depth is not None and self.depth < 0:
+            raise WikituneError(f"source.depth must be 0 or more (or null), got {self.depth}")
+
+    def dump_path(self) -> Path | None:
+        """The dump file `extract` reads (the package's demo wiki for `demo`); None for crawl."""
+        if self.kind != "extract":
+            return None
+        return demo_dump_path() if self.dump == "demo" else Path(self.dump)
+
+    def expect_path(self) -> Path | None:
+        """The expected-titles file: `expect`, or the demo's own list when the source is the demo."""
+        if self.expect is not None:
+            return Path(self.expect)
+        return demo_expect_path() if self.kind == "extract" and self.dump == "demo" else None
+
+
+@dataclass
+class StudyConfig:
+    """One study: corpus → QA → CPT → SFT → evaluation → report."""
+
+    output_dir: str = "runs/demo"
+    """The study directory; each stage writes a subdirectory."""
+    seed: int = 42
+    """Seed of training and sampling."""
+    source: SourceSettings = field(default_factory=SourceSettings)
+    """The corpus source."""
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
+    """Share of articles never trained on: the one value qa, tokenizer, cpt and the perplexity measurement read."""
+    model: str = TINY
+    """`tiny-gpt-oss`, an HF id or a local path."""
+    tokenizer: str | None = None
+    """Tokenizer directory; None: tiny-gpt-oss trains a BPE on the corpus, other models use their own."""
+    tokenizer_vocab_size: int = 2000
+    """Vocabulary of the BPE trained for tiny-gpt-oss."""
+    tiny: dict = field(default_factory=dict)
+    """Sizes of tiny-gpt-oss (wikitune.gptoss.model.TinyGptOssConfig fields; others keep their defaults)."""
+    qa: dict = field(default_factory=dict)
+    """`qa build` settings (QABuildConfig fields, except those the study sets)."""
+    cpt: dict = field(default_factory=dict)
+    """CPT settings (CPTConfig fields, except those the study sets)."""
+    sft: dict = field(default_factory=dict)
+    """SFT settings (SFTConfig fields), used by both cpt-sft and sft-only."""
+    eval: dict = field(default_factory=dict)
+    """Evaluation settings (QAEvalConfig fields), used by every eval run."""
+    eval_sets: list[str] = field(default_factory=lambda: ["qa:test.jsonl", "qa:unseen.jsonl@anime-unseen", "builtin:seed"])
+    """QA specs; `qa:NAME` is a file of the study's qa stage. Others as `wikitune eval --qa`."""
+    runs: list[str] = field(default_factory=lambda: list(RUN_NAMES))
+    """Which models to evaluate: base, cpt, sft-only, cpt-sft, rag."""
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.runs if r not in RUN_NAMES]
+        if unknown:
+            raise WikituneError(f"runs: unknown {unknown[0]!r}; choose from {', '.join(RUN_NAMES)}")
+        if not self.runs:
+            raise WikituneError("runs is empty: name at least one model to evaluate")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise WikituneError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.tokenizer is not None and not Path(self.tokenizer).exists():
+            raise WikituneError(f"tokenizer: {self.tokenizer} does not exist (a tokenizer directory, or null)")
+        if self.model.startswith(("/", "./", "../", "~")) and not Path(self.model).expanduser().exists():
+            raise WikituneError(f"model: {self.model} does not exist (a local model directory, an HF id or tiny-gpt-oss)")
+        if self.tiny and self.model != TINY:
+            raise WikituneError(f"tiny: sizes of tiny-gpt-oss were given but model is {self.model!r}")
+        for spec in self.eval_sets:
+            if not spec.startswith("qa:"):
+                load_qa_spec(spec)  # a missing file or a bad record: found now, not after training
+
+
+def load_study_config(path: str | Path | None, overrides: list[str] | None = None) -> StudyConfig:
+    """The study: `path` (None: the demo study) updated by `key=value` overrides, checked whole.
+
+    Raises:
+        WikituneError: one line naming the bad key or value (see the module docstring).
+    """
+    return load_config(StudyConfig, demo_study_path() if path is None else path, overrides)

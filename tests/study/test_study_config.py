@@ -1,0 +1,80 @@
+"""The study config is checked whole at load: one line naming the key, nothing written, no stage run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from wikitune.errors import WikituneError
+from wikitune.study.config import load_study_config
+from wikitune.study.stages import build_stages, run_study
+
+
+def _load_and_plan(tmp_path: Path, *overrides: str):
+    cfg = load_study_config(None, [f"output_dir={tmp_path / 'study'}", *overrides])
+    return build_stages(cfg)
+
+
+@pytest.mark.parametrize("override, named", [
+    ("sft.learnig_rate=1e-3", "sft.learnig_rate"),             # a typo in a section
+    ("cpt.lora.rank=8", "cpt.lora.rank"),                       # a typo in a nested section
+    ("eval.generation.max_new_token=8", "eval.generation.max_new_token"),
+    ("qa.test_fractoin=0.3", "qa.test_fractoin"),
+    ("sedd=1", "sedd"),                                         # a typo at the top level
+    ("cpt.epochs=many", "cpt.epochs"),                          # wrong type
+    ("sft.batch_size=2.5", "sft.batch_size"),
+    ("heldout_fraction=1.5", "heldout_fraction"),               # impossible value
+    ("cpt.learning_rate=.nan", "cpt.learning_rate"),            # not a finite number
+    ("sft.learning_rate=.inf", "sft.learning_rate"),
+    ("source.dump=/no/such/dump.xml.bz2", "source.dump"),       # missing input
+    ("source.expect=/no/such/titles.txt", "source.expect"),
+    ("tokenizer=/no/such/tokenizer", "tokenizer"),
+    ("eval_sets=[qa:tests.jsonl]", "qa:tests.jsonl"),            # a QA file the qa stage does not write
+    ("eval_sets=[jsquad:/no/such/file.json]", "/no/such/file.json"),
+    ("runs=[base, cpt-ssft]", "cpt-ssft"),                      # a run that does not exist
+    ("cpt.corpus=elsewhere", "cpt.corpus"),                     # a section setting what the study decides
+    ("eval.heldout_fraction=0.3", "eval.heldout_fraction"),
+    ("sft.seed=7", "sft.seed"),
+])
+def test_a_bad_setting_is_one_line_naming_the_key(tmp_path, override, named):
+    with pytest.raises(WikituneError) as err:
+        _load_and_plan(tmp_path, override)
+    message = str(err.value)
+    assert named in message and "\n" not in message
+    assert not (tmp_path / "study").exists()
+
+
+def test_run_with_a_typo_fails_before_any_stage(tmp_path):
+    out = tmp_path / "X"
+    result = subprocess.run([sys.executable, "-m", "wikitune.cli", "run", "sft.learnig_rate=1e-3", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "sft.learnig_rate" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # no X/corpus, no study.yaml: nothing ran, nothing was written
+
+
+def test_run_study_checks_every_stage_before_writing(tmp_path):
+    cfg = load_study_config(None, [f"output_dir={tmp_path / 'study'}"])
+    cfg.sft = {**cfg.sft, "learning_rate": "fast"}  # as if edited after loading: run_study checks again
+    with pytest.raises(WikituneError, match="sft.learning_rate"):
+        run_study(cfg)
+    assert not (tmp_path / "study").exists()
+
+
+def test_one_heldout_fraction_reaches_every_stage(tmp_path):
+    stages = {s.name: s for s in _load_and_plan(tmp_path, "heldout_fraction=0.2")}
+    fractions = {name: s.config["heldout_fraction"] for name, s in stages.items() if "heldout_fraction" in s.config}
+    # qa, the tokenizer, CPT and every evaluation (perplexity on the held-out articles) read the study's value
+    assert set(fractions) >= {"qa", "tokenizer", "cpt", "eval-base", "eval-cpt", "eval-rag"}
+    assert set(fractions.values()) == {0.2}
+
+
+def test_demo_settings_come_from_the_yaml_not_from_code(tmp_path):
+    stages = {s.name: s for s in _load_and_plan(tmp_path)}
+    assert stages["cpt"].config["epochs"] == 60 and stages["cpt"].config["optim"] == "adamw_torch"
+    stages = {s.name: s for s in _load_and_plan(tmp_path, "cpt.epochs=2")}
+    assert stages["cpt"].config["epochs"] == 2
