@@ -134,6 +134,24 @@ def test_impossible_target_fails_before_training(tmp_path, demo_corpus):
         cpt(tmp_path, demo_corpus, "lora.target_modules=[q_proj, gate_proj]", "max_steps=1")
 
 
+def test_a_failed_run_leaves_nothing_in_the_way(tmp_path, demo_corpus):
+    with pytest.raises(WikituneError, match="gate_proj match nothing"):
+        cpt(tmp_path, demo_corpus, "lora.target_modules=[q_proj, gate_proj]", "max_steps=1")
+    assert not (tmp_path / "run").exists()  # no config.yaml or tokenizer/ left to trap the next command
+    with pytest.raises(WikituneError, match="nothing to resume: run again without --resume"):
+        cpt(tmp_path, demo_corpus, "resume=true")
+    run = cpt(tmp_path, demo_corpus, "max_steps=1")  # the corrected command just runs
+    assert (run / "adapter").is_dir()
+
+
+def test_a_directory_without_checkpoint_or_adapter_is_not_a_run(tmp_path, demo_corpus):
+    leftover = tmp_path / "run"
+    (leftover / "tokenizer").mkdir(parents=True)
+    (leftover / "config.yaml").write_text("model: tiny-gpt-oss\n", encoding="utf-8")
+    run = cpt(tmp_path, demo_corpus, "max_steps=1")
+    assert (run / "adapter").is_dir() and "max_steps: 1" in (run / "config.yaml").read_text(encoding="utf-8")
+
+
 class Groups(TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
         self.lrs = sorted({g.get("initial_lr", g["lr"]) for g in optimizer.param_groups})

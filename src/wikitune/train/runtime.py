@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -181,12 +182,15 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, main: bool 
     if resume:
         last = last_complete_checkpoint(run_dir)
         if last is None:
-            raise WikituneError(f"--resume: {ckpt_dir} holds no checkpoint-N directory written to the end to resume from")
+            raise WikituneError(f"--resume: {ckpt_dir} holds no checkpoint-N directory written to the end, so there is "
+                                "nothing to resume: run again without --resume")
         return str(last)
     if not main:
         return None
     if (run_dir / formats.RUN_CONFIG).exists():
-        if not overwrite:
+        # A directory with neither a checkpoint nor a saved adapter is a failed attempt, not a run:
+        # replacing it loses nothing (and it is set aside, restored if this attempt fails too).
+        if not overwrite and holds_a_run(run_dir):
             raise WikituneError(
                 f"{run_dir} already holds a run: pass --resume to continue it, overwrite=true to replace it, "
                 "or another output_dir"
@@ -199,6 +203,11 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, main: bool 
         run_dir.rename(backup)
     run_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds something a rerun would lose: a complete checkpoint or a saved adapter."""
+    return last_complete_checkpoint(run_dir) is not None or (run_dir / formats.ADAPTER_DIR).is_dir()
 
 
 def last_complete_checkpoint(run_dir: Path) -> Path | None:
@@ -234,6 +243,7 @@ def keep_replaced_run_until_success(run_dir: Path):
     """Around a run with overwrite=true: drop the old run when the new one succeeds, restore it if not."""
     run_dir = Path(run_dir)
     backup = _replaced(run_dir)
+    before = set(os.listdir(run_dir)) if run_dir.is_dir() else None
     try:
         yield
     except Exception:
@@ -246,6 +256,15 @@ def keep_replaced_run_until_success(run_dir: Path):
                 if run_dir.exists():
                     shutil.rmtree(run_dir)
                 backup.rename(run_dir)
+        elif run_dir.is_dir() and last_complete_checkpoint(run_dir) is None:
+            # Nothing to resume: remove what this attempt wrote (config.yaml, tokenizer/ ...), so
+            # that the corrected command simply runs, instead of "already holds a run".
+            if before is None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                for name in set(os.listdir(run_dir)) - before:
+                    path = run_dir / name
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         raise
     if backup.exists():
         shutil.rmtree(backup)
