@@ -280,11 +280,12 @@ def run(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A study directory (wikitune run) or a directory of run directories.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the report; default RUN_DIR/report (required for a corpus).")] = None,
 ) -> None:
     """Write RUN_DIR/report/index.html and report.md from the run artifacts (no model is run)."""
     from wikitune.study.report import write_report
 
-    typer.echo(f"{write_report(run_dir)}")
+    typer.echo(f"{write_report(run_dir, out)}")
 
 
 def main() -> None:

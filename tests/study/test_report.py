@@ -86,6 +86,24 @@ def test_untrusted_text_is_escaped(study):
     assert "<|channel|>" not in html_text and "&lt;|channel|&gt;" in html_text  # raw completion kept, escaped
 
 
+def test_markdown_escapes_titles_and_model_output_too(study):
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert "<script>" not in md and "<img" not in md  # model output is data, not markup
+    assert "&lt;script&gt;alert" in md
+
+
+def test_report_never_writes_into_a_corpus(study, tmp_path):
+    from wikitune.errors import WikituneError
+
+    corpus = study / "corpus"
+    with pytest.raises(WikituneError, match="is a corpus directory.*--out"):
+        write_report(corpus)
+    assert not (corpus / "report").exists()
+    html_path = write_report(corpus, tmp_path / "corpus-report")
+    assert html_path == tmp_path / "corpus-report" / "index.html" and html_path.is_file()
+    assert not (corpus / "report").exists()
+
+
 def test_collect_finds_stages_by_content(study):
     art = collect(study)
     assert list(art.evals) == ["eval-base", "eval-cpt"] and list(art.training) == ["cpt"]

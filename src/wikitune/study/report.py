@@ -307,21 +307,34 @@ def _html_table(t: Table) -> str:
     return f"<h3>{html.escape(t.title)}</h3>\n<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
 
 
+def _md_text(text: str) -> str:
+    """Text for a Markdown heading or paragraph: titles and model output are data, not markup, so
+    HTML in them is escaped (as in the HTML report) and a newline cannot start a new block."""
+    return " ".join(html.escape(str(text), quote=False).split("\n"))
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", "<br>")
 
 
 def _md_table(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| " + " | ".join(_md_cell(h) for h in t.header) + " |",
+    lines = [f"### {_md_text(t.title)}", "", "| " + " | ".join(_md_cell(h) for h in t.header) + " |",
              "|" + "---|" * len(t.header)]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
     return "\n".join(lines) + "\n"
 
 
-def write_report(root: Path) -> Path:
-    """Write `root/report/index.html` and `root/report/report.md`; return the HTML path."""
+def write_report(root: Path, out: Path | None = None) -> Path:
+    """Write `index.html` and `report.md` into `out` (default `root/report`); return the HTML path.
+
+    Raises:
+        WikituneError: nothing to report below `root`, or `root` is a corpus and no `out` is given
+            (a corpus holds only what `extract`/`crawl` write: a report inside it would block rebuilding it).
+    """
+    if out is None and formats.is_corpus(root):
+        raise WikituneError(f"{root} is a corpus directory: wikitune writes nothing into a corpus; give --out DIR for the report")
     art = collect(root)
-    out = Path(root) / REPORT_DIR
+    out = Path(out) if out is not None else Path(root) / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
@@ -345,24 +358,24 @@ def write_report(root: Path) -> Path:
     title = f"wikitune report: {art.root.name}"
     h = [f"<!doctype html><html lang='ja'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
          f"<h1>{html.escape(title)}</h1>"]
-    md = [f"# {title}", ""]
+    md = [f"# {_md_text(title)}", ""]
     for section, tables in sections.items():
         if not tables and not images.get(section):
             continue
         h.append(f"<h2>{html.escape(section)}</h2>")
-        md += [f"## {section}", ""]
+        md += [f"## {_md_text(section)}", ""]
         for t in tables:
             h.append(_html_table(t))
             md.append(_md_table(t))
         for img in images.get(section, []):
             h.append(f"<img src='{html.escape(img.name)}' alt='{html.escape(img.stem)}'>")
-            md += [f"![{img.stem}]({img.name})", ""]
+            md += [f"![{_md_text(img.stem)}]({img.name})", ""]
     if examples:
         h.append("<h2>Examples</h2>")
         md += ["## Examples", ""]
         for domain, items in examples.items():
             h.append(f"<h3>{html.escape(domain)}</h3>")
-            md += [f"### {domain}", ""]
+            md += [f"### {_md_text(domain)}", ""]
             for item in items:
                 h.append(f"<h4>{html.escape(item['question'])}</h4><p>gold: <b>{html.escape(item['answer'])}</b></p><table><thead><tr><th>run</th><th>final answer</th><th>scores</th></tr></thead><tbody>")
                 md += [f"**{_md_cell(item['question'])}** (gold: {_md_cell(item['answer'])})", "", "| run | final answer | flags |", "|---|---|---|"]
