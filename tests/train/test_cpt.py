@@ -167,9 +167,25 @@ def test_embeddings_in_full_at_their_own_learning_rate(tmp_path, repeated_corpus
     assert full == {"embed_tokens": 400 * 64, "lm_head": 400 * 64}
 
 
-def test_gradient_checkpointing_trains(tmp_path, repeated_corpus):
-    run = cpt(tmp_path, repeated_corpus, "max_steps=2", "heldout_fraction=0", "gradient_checkpointing=true")
+class Seen(TrainerCallback):
+    """What the Trainer really trains with: the optimizer class and whether checkpointing is on."""
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the real optimizer
+        self.optimizer = f"{type(inner).__module__}.{type(inner).__name__}"
+        self.optim_bits = getattr(inner, "args", None) and getattr(inner.args, "optim_bits", None)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.checkpointing = [m.gradient_checkpointing for m in base.modules() if hasattr(m, "gradient_checkpointing")
+                              and isinstance(m.gradient_checkpointing, bool)]
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_gradient_checkpointing_is_really_on(tmp_path, repeated_corpus, on):
+    seen = Seen()
+    run = cpt(tmp_path, repeated_corpus, "max_steps=2", "heldout_fraction=0", f"gradient_checkpointing={str(on).lower()}",
+              callbacks=[seen])
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
+    assert seen.checkpointing and all(flag == on for flag in seen.checkpointing)
 
 
 def test_tiny_model_with_the_real_gpt_oss_tokenizer(tmp_path, repeated_corpus, monkeypatch):
@@ -185,11 +201,29 @@ def test_tiny_model_with_the_real_gpt_oss_tokenizer(tmp_path, repeated_corpus, m
     assert len(tok) == 201088 and tok.convert_tokens_to_ids("<|endoftext|>") == 199999
 
 
-def test_eight_bit_adamw_runs_on_cpu(tmp_path, repeated_corpus):
-    run = cpt(tmp_path, repeated_corpus, "max_steps=2", "heldout_fraction=0", "optim=adamw_8bit")
-    config = (run / "config.yaml").read_text()
-    assert "optim: adamw_8bit" in config
+def test_eight_bit_adamw_is_the_optimizer_used(tmp_path, repeated_corpus):
+    seen = Seen()
+    run = cpt(tmp_path, repeated_corpus, "max_steps=2", "heldout_fraction=0", "optim=adamw_8bit", callbacks=[seen])
+    assert "optim: adamw_8bit" in (run / "config.yaml").read_text()
+    assert seen.optimizer.startswith("bitsandbytes.") and seen.optim_bits == 8
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
+
+
+def test_eight_bit_adamw_without_bitsandbytes_is_an_error_not_a_fallback(tmp_path, repeated_corpus, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # `import bitsandbytes` now raises ImportError
+    with pytest.raises(WikituneError, match="optim=adamw_8bit needs bitsandbytes.*optim=adamw_torch"):
+        cpt(tmp_path, repeated_corpus, "max_steps=2", "heldout_fraction=0", "optim=adamw_8bit")
+
+
+def test_bnb_4bit_is_refused_for_gpt_oss_at_load(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "gpt_oss"}', encoding="utf-8")
+    for model in ("tiny-gpt-oss", "openai/gpt-oss-20b", str(tmp_path / "model")):
+        with pytest.raises(WikituneError, match="bnb-4bit cannot work for gpt-oss.*mxfp4-dequantize"):
+            load_config(CPTConfig, None, [f"model={model}", "quantization=bnb-4bit"])
+    assert load_config(CPTConfig, None, ["model=Qwen/Qwen3-0.6B", "quantization=bnb-4bit"]).quantization == "bnb-4bit"
 
 
 def test_overwrite_with_an_impossible_target_keeps_the_old_run(tmp_path, repeated_corpus):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from tests.conftest import shared_file
 from tests.train.conftest import FAST
@@ -88,10 +89,32 @@ def cpt_run(tmp_path_factory, repeated_corpus):
                                                  "max_steps=3", "learning_rate=1e-2", "heldout_fraction=0"]))
 
 
+class FirstLogits(TrainerCallback):
+    """The model's logits on a fixed input just before SFT's first step (eval mode, no dropout)."""
+
+    logits = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            self.logits = model(input_ids=torch.arange(3, 20).reshape(1, -1)).logits.clone()
+        model.train(was_training)
+
+
 @pytest.mark.parametrize("mode", ["continue", "merge"])
 def test_sft_on_a_cpt_adapter(tmp_path, qa_file, cpt_run, mode):
+    first = FirstLogits()
     run = sft(tmp_path / "run", qa_file, "max_steps=2", f"adapter={cpt_run}", f"adapter_mode={mode}",
-              "lora.r=4")
+              "lora.r=4", callbacks=[first])
+    # SFT really starts from what CPT learned: before its first step the model computes exactly
+    # the CPT adapter's logits (continue: the same adapter; merge: CPT merged, new LoRA B = 0).
+    from wikitune.gptoss.model import load_model_and_tokenizer as _load
+
+    cpt_model, _ = _load(None, adapter=cpt_run)
+    with torch.no_grad():
+        expected = cpt_model.eval()(input_ids=torch.arange(3, 20).reshape(1, -1)).logits
+    torch.testing.assert_close(first.logits, expected, atol=1e-5, rtol=1e-5)
     coverage = json.loads((run / "lora_coverage.json").read_text())
     if mode == "continue":
         assert coverage["continued_from"].endswith("adapter") and coverage["settings"]["r"] == 16

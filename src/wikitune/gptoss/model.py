@@ -20,6 +20,7 @@ torch/transformers are imported inside the functions: importing this module is c
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -290,6 +291,37 @@ def _resolve_dtype(dtype: str):
 
 
 QUANTIZATIONS = ("auto", "none", "mxfp4-dequantize", "bnb-4bit")
+
+
+def is_gpt_oss(model: str) -> bool:
+    """Whether `model` is a gpt-oss: tiny-gpt-oss, a name that says so, or a local directory whose
+    config.json has `model_type: gpt_oss`."""
+    if model == TINY or "gpt-oss" in model.lower() or "gpt_oss" in model.lower():
+        return True
+    config = Path(model) / "config.json"
+    if config.is_file():
+        try:
+            return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "gpt_oss"
+        except (OSError, json.JSONDecodeError):
+            return False
+    return False
+
+
+def check_quantization(model: str, quantization: str) -> None:
+    """Refuse a quantization that cannot work for `model`, before anything loads.
+
+    Raises:
+        WikituneError: an unknown quantization, or bnb-4bit for gpt-oss: the MXFP4 checkpoint
+            refuses a BitsAndBytesConfig, and bitsandbytes converts only `nn.Linear`, so the fused
+            experts (19.1B of gpt-oss-20b's 20.9B parameters) would stay in bf16 anyway.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise WikituneError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    if quantization == "bnb-4bit" and is_gpt_oss(model):
+        raise WikituneError(
+            "quantization=bnb-4bit cannot work for gpt-oss: the MXFP4 checkpoint refuses a BitsAndBytesConfig and "
+            "bitsandbytes quantizes only nn.Linear, leaving the fused experts (19.1B of 20.9B parameters) in bf16; "
+            "use quantization=mxfp4-dequantize (bf16 weights, about 42 GB) or auto")
 
 
 def _load_pretrained(model: str, *, dtype: str, quantization: str, attn_implementation: str | None,

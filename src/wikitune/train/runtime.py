@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from wikitune import formats
 from wikitune.config import write_config
 from wikitune.errors import WikituneError
-from wikitune.gptoss.model import TINY, TinyGptOssConfig, load_model_and_tokenizer, load_tokenizer, train_bpe_tokenizer
+from wikitune.gptoss.model import (TINY, TinyGptOssConfig, check_quantization, load_model_and_tokenizer, load_tokenizer,
+                                   train_bpe_tokenizer)
 from wikitune.train.lora import LoraSettings, apply_lora, continue_adapter
 
 if TYPE_CHECKING:
@@ -110,8 +111,8 @@ class TrainSettings:
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
     optim: str = "adamw_8bit"
-    """Optimizer (a transformers `optim` name); 8-bit AdamW falls back to adamw_torch when
-    bitsandbytes does not work, with a message."""
+    """Optimizer (a transformers `optim` name); 8-bit AdamW (bitsandbytes) stops the run with a
+    message where bitsandbytes does not import, rather than training with another optimizer."""
     bf16: str = "auto"
     """bf16 mixed precision: auto (on a bf16 GPU), true, false. fp32 on CPU."""
     # ---- logging and checkpoints
@@ -138,6 +139,7 @@ class TrainSettings:
             raise WikituneError("learning_rate must be positive")
         if self.bf16 not in BF16_SETTINGS:
             raise WikituneError(f"bf16 must be auto, true or false, got {self.bf16!r}")
+        check_quantization(self.model, self.quantization)
 
 
 # ---- run directory ----------------------------------------------------------------------------
@@ -323,16 +325,18 @@ def load_model_with_lora(cfg: TrainSettings, tokenizer: "PreTrainedTokenizerBase
 
 
 def resolve_optim(name: str) -> str:
-    """The Trainer `optim` to use: 8-bit AdamW needs bitsandbytes; fall back to torch AdamW with a
-    clear message when it does not import."""
+    """The Trainer `optim` for `name`. 8-bit AdamW needs bitsandbytes: without it the run stops
+    with a message instead of silently training with another optimizer than the config says.
+
+    Raises:
+        WikituneError: an 8-bit optimizer is asked for and bitsandbytes does not import.
+    """
     if name in ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"):
         try:
             import bitsandbytes  # noqa: F401
         except Exception as err:  # noqa: BLE001 - any import failure means "not usable here"
-            msg = f"8-bit AdamW unavailable (bitsandbytes: {err}); falling back to adamw_torch"
-            log.warning(msg)
-            print(f"warning: {msg}")
-            return "adamw_torch"
+            raise WikituneError(f"optim={name} needs bitsandbytes, which does not import here ({err}); "
+                                "install bitsandbytes or set optim=adamw_torch") from err
     return name
 
 
