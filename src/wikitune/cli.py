@@ -51,7 +51,7 @@ def _main(
 @app.command()
 def extract(
     dump: Annotated[str, typer.Argument(help="pages-articles XML dump (.xml, .bz2, multistream, .gz) or `demo`.")],
-    out: Annotated[Path, typer.Option("--out", help="Corpus directory to write.")],
+    out: Annotated[Path, typer.Option("--out", help="Corpus directory to write: new, empty, or a wikitune corpus (replaced once the new one is complete).")],
     root: Annotated[list[str], typer.Option("--root", help="Root category (repeatable); none = every article.")] = [],
     depth: Annotated[Optional[int], typer.Option("--depth", help="Most sub-category steps below a root (root members: 0).")] = None,
     exclude: Annotated[list[str], typer.Option("--exclude", help="Regex of categories not to enter (repeatable).")] = [],
@@ -80,7 +80,7 @@ def extract(
 @app.command()
 def crawl(
     root: Annotated[list[str], typer.Option("--root", help="Root category (repeatable, at least one).")],
-    out: Annotated[Path, typer.Option("--out", help="Corpus directory to write; a crawl interrupted there is resumed.")],
+    out: Annotated[Path, typer.Option("--out", help="Corpus directory to write (new, empty or a wikitune corpus); an interrupted crawl of it is resumed.")],
     api: Annotated[str, typer.Option("--api", help="URL of the wiki's api.php.")] = "https://ja.wikipedia.org/w/api.php",
     depth: Annotated[Optional[int], typer.Option("--depth", help="Most sub-category steps below a root (root members: 0).")] = None,
     exclude: Annotated[list[str], typer.Option("--exclude", help="Regex of categories not to enter (repeatable).")] = [],
@@ -149,6 +149,27 @@ def qa_build(
                                         domain=domain, llm=llm))
     c = result.counts
     typer.echo(f"{result.out}: train {c['train']}, test {c['test']}, unseen {c['unseen']} questions")
+
+
+@app.command()
+def augment(
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory written by extract or crawl.")],
+    out: Annotated[Path, typer.Option("--out", help="Augmentation directory to write (documents.jsonl, manifest.json).")],
+    method: Annotated[str, typer.Option("--method", help="facts: every infobox/lead fact in K template phrasings (no LLM).")],
+    k: Annotated[int, typer.Option("--k", help="Phrasings per fact (facts: documents per article).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the phrasing and sentence-order choices.")] = 0,
+    heldout_fraction: Annotated[float, typer.Option("--heldout-fraction", help="Share of articles held out (must match cpt); never augmented.")] = DEFAULT_HELDOUT_FRACTION,
+    exclude_qa: Annotated[list[Path], typer.Option("--exclude-qa", help="QA file whose facts no document may state (repeatable).")] = [],
+) -> None:
+    """Training documents that restate the facts of the training articles, for CPT (knowledge injection)."""
+    from wikitune.augment.run import AugmentConfig, run_augment
+
+    result = run_augment(AugmentConfig(corpus=corpus, out=out, method=method, k=k, seed=seed,
+                                       heldout_fraction=heldout_fraction, exclude_qa=list(exclude_qa)))
+    m = result.manifest
+    rejected = ", ".join(f"{reason} {n}" for reason, n in m["rejected"].items()) or "none"
+    typer.echo(f"{result.out}: {m['documents']} documents, {m['facts']} facts of {m['articles']} articles, "
+               f"{m['tokens']} {m['token_unit']} (rejected: {rejected})")
 
 
 @app.command()
@@ -235,14 +256,14 @@ def eval_(
 
 @app.command()
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Eval run directories; differences are to the first.")],
+    runs: Annotated[list[Path], typer.Argument(help="Eval run directories; differences are paired, to the first.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Directory for compare.md and compare.json.")] = None,
     by_set: Annotated[bool, typer.Option("--by-set", help="Columns per QA file instead of per domain.")] = False,
 ) -> None:
-    """Table of runs x domains (scores with 95% CIs, differences to the first run)."""
+    """Table of runs x domains: scores with 95% CIs, paired differences to the first run with 95% CIs."""
     from wikitune.evaluate.compare import run_compare
 
-    typer.echo(run_compare(list(runs), out, group="sets" if by_set else "domains"))
+    typer.echo(run_compare(list(runs), out, group="set" if by_set else "domain"))
 
 
 @app.command()
@@ -252,11 +273,12 @@ def serve(
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="PEFT adapter or run directory.")] = None,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8000,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Default token budget of a reply.")] = 256,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Larger request bodies are refused (413).")] = 1 << 20,
 ) -> None:
     """OpenAI-compatible /v1/chat/completions server for a model (+ adapter) on 127.0.0.1."""
     from wikitune.gptoss.serve import serve as run_server
 
-    run_server(model, tokenizer=tokenizer, adapter=adapter, port=port, max_new_tokens=max_new_tokens)
+    run_server(model, tokenizer=tokenizer, adapter=adapter, port=port, max_new_tokens=max_new_tokens, max_body_bytes=max_body_bytes)
 
 
 @app.command()

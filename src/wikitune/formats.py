@@ -33,6 +33,8 @@ MARKDOWN_DIR = "markdown"
 QA_TRAIN = "train.jsonl"
 QA_TEST = "test.jsonl"
 QA_UNSEEN = "unseen.jsonl"
+QA_UNSEEN_LEAKED = "unseen_leaked.jsonl"
+"""Held-out facts that a training article states anyway (qa build keeps them out of unseen.jsonl)."""
 QA_MANIFEST = "manifest.json"
 
 # ---- a run directory (`cpt`, `sft`, `eval`) -------------------------------------------------------
@@ -41,6 +43,14 @@ METRICS = "metrics.jsonl"
 ADAPTER_DIR = "adapter"
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
+
+# ---- an augmentation directory (`augment`) -------------------------------------------------------
+AUG_MANIFEST = "manifest.json"
+AUG_DOCUMENTS = "documents.jsonl"
+AUG_QA = "qa.jsonl"
+"""Method `qa` only: the generated questions, in the QA file format."""
+AUGMENT_METHODS = ("facts", "rephrase", "entigraph", "qa")
+"""The augmentation methods of the contract (DESIGN.md), as a document's `method` names them."""
 
 ARTICLE_TEXT_FIELDS = ("text", "markdown")
 
@@ -76,13 +86,41 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
+def not_utf8(path: str | Path, data: bytes, err: UnicodeDecodeError, first_line: int = 1) -> WikituneError:
+    """The one-line error for bytes of `path` that are not UTF-8, naming the line and column of the bad byte.
+
+    Args:
+        path: the file.
+        data (bytes): what was decoded (a line, or the whole file).
+        err (UnicodeDecodeError): the decoder's error on `data`.
+        first_line (int): the line number of `data`'s first line.
+    """
+    line = first_line + data.count(b"\n", 0, err.start)
+    column = err.start - data.rfind(b"\n", 0, err.start)
+    hint = ""
+    try:  # Japanese files from Windows tools are often Shift-JIS (cp932): say so, with the fix
+        data.decode("cp932")
+        hint = "; it reads as Shift-JIS: convert it with `iconv -f CP932 -t UTF-8`"
+    except UnicodeDecodeError:
+        pass
+    return WikituneError(f"{path}:{line} is not UTF-8 (byte 0x{data[err.start]:02x} at column {column}){hint}")
+
+
 def iter_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; an error names the file and line."""
+    """(line number, object) for every non-blank line; an error names the file and line.
+
+    Raises:
+        WikituneError: a missing file, or a line that is not UTF-8, not JSON or not a JSON object.
+    """
     path = Path(path)
     if not path.is_file():
         raise WikituneError(f"{path} does not exist: {what}")
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:  # decoded line by line, so a bad byte is reported with its line
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")  # a BOM (Windows editors) is not content
+            except UnicodeDecodeError as err:
+                raise not_utf8(path, raw, err, line_no) from err
             if not line.strip():
                 continue
             try:
@@ -188,23 +226,69 @@ class QAItem:
         return out
 
 
+def json_kind(value: Any) -> str:
+    """How an error message names a JSON value (`the number 42`, `a list`)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value, ensure_ascii=False)[:60]}"
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def qa_item_from_record(record: dict[str, Any], where: str) -> QAItem:
-    """A QA record as a `QAItem`; `where` (file:line) names the record in errors."""
+    """A QA record as a `QAItem`, every field checked against the QA format (schema `qa`).
+
+    Args:
+        record (dict): one record.
+        where (str): the record's place (file:line), named in errors.
+
+    Raises:
+        WikituneError: a required field is missing, or a field has the wrong type (`answer: 42`, an
+            empty question, aliases that are not a list of strings), so a bad file fails when it is
+            loaded, before any generation.
+    """
     missing = [k for k in ("id", "question", "answer") if k not in record]
     if missing:
         raise WikituneError(f"{where}: a record lacks {', '.join(missing)}; see the QA file format in the README")
+    wanted = {
+        "id": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+        "question": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+        "answer": (lambda v: isinstance(v, str), 'a string ("" for a question without a gold answer)'),
+        "aliases": (lambda v: v is None or _is_strings(v), "a list of strings"),
+        "domain": (lambda v: v is None or isinstance(v, str) and v.strip() != "", 'a non-empty string such as "anime"'),
+        "split": (lambda v: v in ("train", "test", None), '"train", "test" or null'),
+        "source": (lambda v: v is None or isinstance(v, dict), 'an object {"pageid": ..., "title": ...} or null'),
+        "choices": (lambda v: v is None or _is_strings(v) and len(v) > 0, "a non-empty list of strings"),
+    }
+    for name, (ok, description) in wanted.items():
+        if name in record and not ok(record[name]):
+            raise WikituneError(f"{where}: field {name!r} must be {description}, got {json_kind(record[name])}")
     return QAItem(
-        id=str(record["id"]), question=str(record["question"]), answer=str(record["answer"] or ""),
-        aliases=[str(a) for a in record.get("aliases") or []], domain=record.get("domain") or "anime",
-        split=record.get("split"), source=record.get("source"), choices=record.get("choices"),
+        id=record["id"], question=record["question"], answer=record["answer"], aliases=list(record.get("aliases") or []),
+        domain=record.get("domain") or "anime", split=record.get("split"), source=record.get("source"),
+        choices=record.get("choices"),
     )
 
 
 def read_qa_file(path: str | Path) -> list[QAItem]:
-    """Every record of a wikitune QA JSONL file, in file order."""
+    """Every record of a wikitune QA JSONL file, in file order.
+
+    Raises:
+        WikituneError: a line that is not a valid QA record (named by file:line), or no record at all
+            (an empty file would otherwise be a run over zero questions).
+    """
     path = Path(path)
-    return [qa_item_from_record(record, f"{path}:{line_no}")
-            for line_no, record in iter_jsonl(path, "a QA file has one JSON object per line; build one with `wikitune qa build`")]
+    items = [qa_item_from_record(record, f"{path}:{line_no}")
+             for line_no, record in iter_jsonl(path, "a QA file has one JSON object per line; build one with `wikitune qa build`")]
+    if not items:
+        raise WikituneError(f"{path} holds no QA records: a QA file has one JSON object per line; build one with `wikitune qa build`")
+    return items
 
 
 def write_qa_file(path: str | Path, items: Iterable[QAItem]) -> int:
@@ -269,3 +353,63 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WikituneError(f"{path} is not a mapping of config keys")
     return data
+
+
+# ---- augmentation directories --------------------------------------------------------------------
+
+
+@dataclass
+class Document:
+    """One training document of an augmentation directory (`AUG_DIR/documents.jsonl`, schema `augment_document`)."""
+
+    id: str
+    pageid: int
+    """The training article the document is about (never a held-out one)."""
+    title: str
+    method: str
+    """How it was made: one of AUGMENT_METHODS."""
+    k: int
+    """The run's number of phrasings per article (`--k`)."""
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def document_from_record(record: dict[str, Any], where: str) -> Document:
+    """A documents.jsonl record as a `Document`, every field checked.
+
+    Raises:
+        WikituneError: a missing field or one of the wrong type, named with `where` (file:line).
+    """
+    wanted = {
+        "id": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+        "pageid": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+        "title": (lambda v: isinstance(v, str), "a string"),
+        "method": (lambda v: v in AUGMENT_METHODS, "one of " + ", ".join(AUGMENT_METHODS)),
+        "k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer of 1 or more"),
+        "text": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    }
+    for name, (ok, description) in wanted.items():
+        if name not in record:
+            raise WikituneError(f"{where}: a document lacks {name!r}; see the augmentation directory format in the README")
+        if not ok(record[name]):
+            raise WikituneError(f"{where}: field {name!r} must be {description}, got {json_kind(record[name])}")
+    return Document(**{name: record[name] for name in wanted})
+
+
+def iter_documents(aug_dir: str | Path) -> Iterator[Document]:
+    """Every document of an augmentation directory, in file order, streamed."""
+    path = Path(aug_dir) / AUG_DOCUMENTS
+    for line_no, record in iter_jsonl(path, "give an augmentation directory written by `wikitune augment`"):
+        yield document_from_record(record, f"{path}:{line_no}")
+
+
+def read_documents(aug_dir: str | Path) -> list[Document]:
+    """Every document of an augmentation directory (see `iter_documents`)."""
+    return list(iter_documents(aug_dir))
+
+
+def write_documents(path: str | Path, documents: Iterable[Document]) -> int:
+    """Write documents as JSONL (`AUG_DIR/documents.jsonl`); returns the number written."""
+    return write_jsonl(path, (document.to_json() for document in documents))

@@ -589,3 +589,12 @@ def test_real_disambiguation_page():
     assert is_disambiguation(pages["EU (曖昧さ回避)"], "EU (曖昧さ回避)")
     assert not is_disambiguation(pages["うる星やつら"], "うる星やつら")
     assert not is_disambiguation(pages["鳥山明"], "鳥山明")
+
+
+def test_markdown_headings_show_html_as_text():
+    from wikitune.corpus.convert import convert_wikitext
+
+    converted = convert_wikitext("導入。\n\n== &lt;script&gt;alert(1)&lt;/script&gt; の節 ==\n本文。\n", title="見出し")
+    assert "<script>" not in converted.markdown
+    assert "## &lt;script&gt;alert(1)&lt;/script&gt; の節" in converted.markdown
+    assert "<script>alert(1)</script> の節" in converted.text  # plain text keeps the characters as written

@@ -190,8 +190,13 @@ def test_sql_new_schema_without_linktarget_is_a_clear_error(tmp_path):
 def test_not_a_dump_is_a_clear_error(tmp_path):
     path = tmp_path / "notes.xml"
     path.write_text("<html><body>not a dump</body></html>")
-    with pytest.raises(WikituneError, match="no <page> found"):
+    with pytest.raises(WikituneError, match="not a MediaWiki XML export: its root element is <html>"):
         run_extract(ExtractConfig(dump=str(path), out=tmp_path / "c"))
+    # A MediaWiki export cut before its first page is no corpus either (not "truncated" with 0 articles).
+    path.write_text('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/"><siteinfo></siteinfo><page><title>A</title>')
+    with pytest.raises(WikituneError, match=r"no complete <page> found.*ends early at byte \d+ .*before the first page"):
+        run_extract(ExtractConfig(dump=str(path), out=tmp_path / "c"))
+    assert not (tmp_path / "c").exists()
 
 
 def test_siteinfo_namespace_name_adds_category_links(tmp_path):

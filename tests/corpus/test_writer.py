@@ -11,7 +11,6 @@ from wikitune import formats
 from wikitune.corpus.extract import DEMO_ROOTS, ExtractConfig, run_extract
 from wikitune.corpus.index import PageIndex
 from wikitune.corpus.writer import MAX_STEM_BYTES, CorpusWriter, safe_stem
-from wikitune.errors import WikituneError
 
 NASTY = ["Fate/Zero", "?", "..", ".", "a\\b", "きみはだれ?", "星海のアルカディア: 蒼の章", "CON", "100%", "x~1", "末尾.", "ＳＴＡＲ☆ＬＩＧＨＴ！"]
 
@@ -64,14 +63,16 @@ def test_writer_sorts_articles_and_writes_manifest_last(tmp_path):
     assert not (out / ".articles.spool.sqlite").exists()
 
 
-def test_writer_refuses_a_directory_that_is_not_a_corpus(tmp_path):
-    (tmp_path / "notes.txt").write_text("precious")
-    with pytest.raises(WikituneError, match="not a wikitune corpus"):
-        CorpusWriter(tmp_path)
-    assert (tmp_path / "notes.txt").read_text() == "precious"
+@pytest.mark.parametrize("char", ["\u0085", "\u202e", "\u200b", "\u2028", "\u2029", "\x1b", "\x9b", "\ufeff"])
+def test_invisible_and_reordering_characters_are_escaped(char):
+    # NEL, RIGHT-TO-LEFT OVERRIDE, zero-width space, line/paragraph separators, ESC, CSI, BOM.
+    stem = safe_stem(f"evil{char}txt.exe")
+    assert char not in stem
+    assert stem == "evil" + "".join(f"%{b:02X}" for b in char.encode()) + "txt.exe"
+    assert safe_stem("ＳＴＡＲ☆ＬＩＧＨＴ！ 銀魂") == "ＳＴＡＲ☆ＬＩＧＨＴ！ 銀魂"  # visible text stays as it is
 
 
-def test_writer_replaces_an_old_corpus(tmp_path):
+def test_writer_replaces_what_an_interrupted_write_left(tmp_path):
     out = tmp_path / "c"
     w = CorpusWriter(out)
     w.add({"pageid": 1, "title": "Old", "text": "old", "markdown": "# Old", "file": "Old"})
@@ -111,3 +112,12 @@ def test_the_schemas_reject_what_the_contract_forbids():
     assert _schema_errors("article", [{**good, "depth": {"root": -1}}])
     assert _schema_errors("article", [{**good, "infobox": [{"template": "Infobox", "fields": {"a": 1}}]}])
     assert _schema_errors("category", [{"title": "C", "parents": "P", "depth": {}}])
+
+
+def test_markdown_title_heading_escapes_html():
+    from wikitune.corpus.convert import convert_wikitext
+    from wikitune.corpus.writer import article_record
+
+    record = article_record(pageid=1, title="A&B <i>", revid=None, timestamp=None, url=None, categories=[],
+                            depth={}, converted=convert_wikitext("本文。"), file="a")
+    assert record["markdown"].startswith("# A&amp;B &lt;i&gt;\n") and record["title"] == "A&B <i>"

@@ -20,7 +20,7 @@ def wikitune(*args):
         (["eval", "--qa", "{tmp}/missing.jsonl", "--out", "{tmp}/r"], "does not exist"),
         (["eval", "--backend", "openai", "--qa", "builtin:seed"], "needs base_url"),
         (["eval", "--config", "{tmp}/none.yaml"], "does not exist"),
-        (["compare", "{tmp}"], "has no summary.json"),
+        (["compare", "{tmp}"], "results.jsonl does not exist"),
         (["serve", "--model", "tiny-gpt-oss", "--port", "0"], "--port must be"),
         (["qa", "build", "{tmp}", "--out", "{tmp}/qa"], "has no articles.jsonl"),
     ],

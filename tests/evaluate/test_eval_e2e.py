@@ -2,14 +2,13 @@
 OpenAI-compatible HTTP server (`wikitune serve`'s app on 127.0.0.1), results and summary per DESIGN.md."""
 
 import json
-import socket
-import threading
-import time
+import os
 
 import jsonschema
 import pytest
 
 from tests.conftest import shared_file
+from tests.loopback import serve_app
 from wikitune import formats
 from wikitune.config import load_config
 from wikitune.errors import WikituneError
@@ -102,28 +101,11 @@ def test_config_errors(tmp_path):
             load_config(QAEvalConfig, None, [f"heldout_fraction={fraction}"])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny):
-    import uvicorn
-
     model, tokenizer, _ = tiny
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(model, tokenizer, model_name="tiny"), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the test server did not start"
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(model, tokenizer, model_name="tiny")) as url:
+        yield f"{url}/v1"
 
 
 @pytest.mark.parametrize("api", ["chat", "responses"])
@@ -282,3 +264,102 @@ def test_results_validate_against_the_schema(tiny, demo_corpus, demo_qa, tmp_pat
     scored = next(r for r in results if "exact_match" in r["scores"])
     assert not validator.is_valid({**scored, "scores": {"exact_match": 1}})  # short scores come all four together
     assert not validator.is_valid({**scored, "stop_reason": "eos"})
+
+
+def canned_app(replies, asked):
+    """An OpenAI-compatible chat app that answers each question with a fixed reply and records the questions
+    it was asked (so a test can tell a cached rerun from a generating one)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict):
+        question = body["messages"][-1]["content"]
+        asked.append(question)
+        return {"choices": [{"message": {"role": "assistant", "content": replies[question]}, "finish_reason": "stop"}],
+                "usage": {"completion_tokens": len(replies[question])}}
+
+    return app
+
+
+def test_cached_answers_are_rescored_against_the_current_questions(tmp_path):
+    """Edit the QA file after a run (an alias added, a gold answer corrected, a domain retagged): the rerun
+    generates nothing, yet every score follows the file as it is now."""
+    items = [QAItem(id="g", question="『風の谷』の制作会社は？", answer="スタジオジブリ"),
+             QAItem(id="m", question="『夜明け』の監督は？", answer="山田太郎"),
+             QAItem(id="k", question="『星の海』の原作者は？", answer="佐藤花子")]
+    replies = {"『風の谷』の制作会社は？": "ジブリ", "『夜明け』の監督は？": "山田 次郎", "『星の海』の原作者は？": "佐藤花子"}
+    asked = []
+    with serve_app(canned_app(replies, asked)) as url:
+        qa_file = tmp_path / "qa.jsonl"
+        formats.write_qa_file(qa_file, items)
+        cfg = load_config(QAEvalConfig, None, [f"output_dir={tmp_path / 'run'}", f"qa=[{qa_file}]", "backend=openai",
+                                               f"base_url={url}/v1", "model=canned"])
+        first = {r["id"]: r for r in formats.read_results(run_eval(cfg))}
+        assert len(asked) == 3
+        assert [first[i]["scores"]["exact_match"] for i in "gmk"] == [0, 0, 1]
+
+        items[0].aliases = ["ジブリ"]  # the answer given is now an accepted one
+        items[1].answer = "山田次郎"  # the gold answer corrected
+        items[2].domain = "control"
+        formats.write_qa_file(qa_file, items)
+        again = {r["id"]: r for r in formats.read_results(run_eval(cfg))}
+    assert len(asked) == 3  # nothing generated again
+    assert formats.read_summary(cfg.output_dir)["run"]["answered"] == 0
+    assert [again[i]["new_tokens"] for i in "gmk"] == [first[i]["new_tokens"] for i in "gmk"]
+    assert [again[i]["final"] for i in "gmk"] == ["ジブリ", "山田 次郎", "佐藤花子"]
+    assert again["g"]["scores"] == {"exact_match": 1, "gold_match": 0, "char_f1": 1.0, "contains": 1}
+    assert again["g"]["aliases"] == ["ジブリ"]
+    assert again["m"]["answer"] == "山田次郎" and again["m"]["scores"]["exact_match"] == 1
+    assert again["k"]["domain"] == "control"
+    summary = formats.read_summary(cfg.output_dir)
+    assert summary["domains"]["anime"]["scores"]["exact_match"]["mean"] == 1.0 and "control" in summary["domains"]
+
+
+def test_a_changed_local_model_directory_is_answered_again(tiny, tmp_path, monkeypatch):
+    import torch
+
+    from wikitune.evaluate import run as eval_run
+
+    model, _, tok_dir = tiny
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    cfg = config(tmp_path / "run", ["builtin:seed"], tok_dir, f"model={model_dir}", "generation.max_new_tokens=4")
+
+    def answered():
+        return formats.read_summary(run_eval(cfg))["run"]["answered"]
+
+    assert answered() == 5
+    assert answered() == 0
+    changed, _ = load_model_and_tokenizer(str(model_dir), tokenizer=tok_dir)
+    with torch.no_grad():
+        changed.lm_head.weight.mul_(-1.0)  # other weights, same file size
+    changed.save_pretrained(model_dir)
+    assert answered() == 5
+
+    # Weight files over WHOLE_HASH_BYTES count by size and mtime: rewritten (same bytes, new mtime) -> answered again
+    monkeypatch.setattr(eval_run, "WHOLE_HASH_BYTES", 1024)
+    assert answered() == 5 and answered() == 0
+    weights = next(model_dir.glob("*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert answered() == 5
+
+
+def test_a_changed_rag_corpus_is_answered_again(tiny, demo_corpus, demo_qa, tmp_path):
+    import shutil
+
+    _, _, tok_dir = tiny
+    corpus = tmp_path / "corpus"
+    shutil.copytree(demo_corpus, corpus)
+    cfg = config(tmp_path / "rag", [f"{demo_qa / 'test.jsonl'}:3"], tok_dir, "mode=rag", f"corpus={corpus}", "generation.max_new_tokens=4")
+
+    def answered():
+        return formats.read_summary(run_eval(cfg))["run"]["answered"]
+
+    assert answered() == 3 and answered() == 0
+    articles = list(formats.iter_articles(corpus))
+    articles[0]["text"] += "\n追記された一文。"
+    formats.write_jsonl(corpus / formats.ARTICLES, articles)
+    assert answered() == 3

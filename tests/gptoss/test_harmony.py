@@ -10,8 +10,8 @@ from wikitune.gptoss.harmony import (
     PromptSettings,
     check_reasoning_effort,
     parse_completion,
+    parse_server_reply,
     pinned_template,
-    render_completion,
     render_prompt,
     render_prompt_with_harmony,
     render_with_chat_template,
@@ -137,10 +137,29 @@ def test_chat_template_date_comes_from_the_adapter_run(tmp_path):
 @pytest.mark.parametrize("analysis, final, stop_reason", [
     ("Zura.", "ヅラ", "stop"), (None, "ヅラ", "stop"), ("Wait, let's recall", None, "length"), ("考え中", "桃月学園の", "length"),
 ])
-def test_a_servers_separated_channels_render_and_parse_back(analysis, final, stop_reason):
-    parsed = parse_completion(render_completion(analysis, final, stop_reason), stop_reason=stop_reason)
+def test_a_servers_separated_channels_parse_as_sent(analysis, final, stop_reason):
+    parsed = parse_server_reply(final, analysis, stop_reason=stop_reason)
     assert (parsed.analysis, parsed.final) == (analysis, final)
     assert ("truncated" in parsed.flags) == (stop_reason == "length") and ("no_final" in parsed.flags) == (final is None)
+    assert "leaked_harmony" not in parsed.flags
+
+
+def test_server_replies_that_leak_harmony():
+    # the reasoning field with its own header leaked, a plain final
+    p = parse_server_reply("ヅラ", "<|channel|>analysis<|message|>Zura.<|end|>", stop_reason="stop")
+    assert (p.final, p.analysis, p.flags) == ("ヅラ", "Zura.", ["leaked_harmony"])
+    # the first <|channel|> eaten with the prompt: "analysis<|message|>…"
+    p = parse_server_reply("analysis<|message|>Zura.<|end|><|start|>assistant<|channel|>final<|message|>ヅラ<|return|>", stop_reason="stop")
+    assert (p.final, p.analysis, p.flags) == ("ヅラ", "Zura.", ["leaked_harmony"])
+    # the whole prompt echoed into content: only the assistant's final is the answer
+    p = parse_server_reply(SYSTEM + "<|start|>user<|message|>銀魂で？<|end|><|start|>assistant<|channel|>final<|message|>ヅラ<|return|>")
+    assert p.final == "ヅラ" and {"prompt_echo", "leaked_harmony"} <= set(p.flags)
+    # a token harmony does not define is no leak of harmony: dropped and flagged as in any completion
+    p = parse_server_reply("ヅラ<|im_end|>", stop_reason="stop")
+    assert p.final == "ヅラ" and p.flags == ["unknown_token"]
+    # with the analysis given apart, content that starts with "analysis" is the answer, not the stripped form
+    p = parse_server_reply("analysis of the show: ヅラ", "Zura.", stop_reason="stop")
+    assert p.final == "analysis of the show: ヅラ" and p.flags == []
 
 
 def test_reasoning_effort_is_checked_in_one_place():

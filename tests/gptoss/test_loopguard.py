@@ -82,3 +82,29 @@ def test_guard_as_a_transformers_stopping_criterion():
     criterion = guard.criterion()
     ids = torch.tensor([[5, 5] + [1, 2, 3, 4] * 3, [5, 5] + list(range(20, 32))])
     assert criterion(ids, None).tolist() == [True, False]
+
+
+def test_streams_leave_and_join_a_detector_each_with_its_own_history():
+    """As in continuous batching: a finished stream is dropped, a new one joins later; each stream's
+    cycle is found where find_cycle finds it in that stream alone."""
+    rng = random.Random(2)
+    kw = dict(min_span=12, max_period=24, min_repeats=3)
+    old = [rng.randrange(100, 200) for _ in range(30)]  # ends before its cycle could show
+    late = [rng.randrange(100, 200) for _ in range(10)] + [7, 8, 9] * 20
+    joiner = [rng.randrange(100, 200) for _ in range(5)] + [1, 2, 3, 4, 5] * 20
+    detector = CycleDetector(2, **kw)
+    found = {}
+    for t in range(10):
+        assert detector.push([old[t], late[t]]) == [None, None]
+    detector.select([1])  # `old` finished
+    newcomer = CycleDetector(1, **kw)
+    newcomer.push([joiner[0]])
+    detector.concat(newcomer)
+    streams = {0: (late, 10), 1: (joiner, 1)}
+    for step in range(50):
+        column = [tokens[start + step] for tokens, start in streams.values()]
+        for n, period in enumerate(detector.push(column)):
+            tokens, start = streams[n]
+            if period is not None and n not in found:
+                found[n] = (start + step + 1, period)
+    assert found[0] == find_cycle(late, **kw) and found[1] == find_cycle(joiner, **kw)

@@ -17,7 +17,8 @@ def rows(path):
 
 
 def by_question(qa_dir):
-    return {r["question"]: r for name in ("train", "test", "unseen") for r in rows(qa_dir / f"{name}.jsonl")}
+    """Every mined question, the unseen ones a training article leaks included (they keep their aliases)."""
+    return {r["question"]: r for name in ("train", "test", "unseen", "unseen_leaked") for r in rows(qa_dir / f"{name}.jsonl")}
 
 
 def test_records_follow_the_contract(demo_qa):
@@ -87,9 +88,13 @@ def test_splits_by_fact_and_by_article(demo_qa):
 
 def test_deterministic(demo_corpus, demo_qa, tmp_path):
     run_qa_build(QABuildConfig(corpus=demo_corpus, out=tmp_path / "again"))
-    for name in ("train.jsonl", "test.jsonl", "unseen.jsonl"):
+    for name in ("train.jsonl", "test.jsonl", "unseen.jsonl", "unseen_leaked.jsonl"):
         assert (tmp_path / "again" / name).read_bytes() == (demo_qa / name).read_bytes()
     manifest = json.loads((demo_qa / "manifest.json").read_text())
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    for m in (manifest, again):  # the only difference allowed: where each build wrote
+        del m["config"]["out"]
+    assert again == manifest
     assert manifest["counts"]["train"] == len(rows(demo_qa / "train.jsonl"))
     assert manifest["skipped"]["multi_valued"] > 0
 

@@ -41,3 +41,26 @@ def test_sentences_and_char_ngrams():
     assert split_sentences("県庁所在地は鷺ノ浦市。漁業が盛ん！ 本当？") == ["県庁所在地は鷺ノ浦市。", "漁業が盛ん！", "本当？"]
     assert char_ngrams("銀魂 Ｇｉｎ") == ["銀魂", "gi", "in"]
     assert char_ngrams("桂") == ["桂"]
+
+
+def test_document_sentences_split_lines_then_sentences():
+    from wikitune.text.ja import document_sentences
+
+    text = "概要\n\n監督の久遠寺誠一が手がけた。次の文！\n1998年\tNEON DRIVE"
+    # a heading and a table row are sentences of their own, not glued to the next line
+    assert document_sentences(text) == ["概要", "監督の久遠寺誠一が手がけた。", "次の文！", "1998年\tNEON DRIVE"]
+
+
+@pytest.mark.parametrize("text, term, found", [
+    ("全3話が発売された", "3話", True),
+    ("全13話が放送された", "3話", False),          # part of a longer number
+    ("全13話と全3話", "3話", True),                # the second occurrence stands alone
+    ("2008年4月1日設立", "2008年4月1日", True),
+    ("12008年4月1日", "2008年4月1日", False),
+    ("瀬川透監督", "瀬川透", True),
+    ("瀬川透監督", "", False),
+])
+def test_contains_term(text, term, found):
+    from wikitune.text.ja import contains_term
+
+    assert contains_term(normalize_answer(text), normalize_answer(term)) is found

@@ -1415,7 +1415,7 @@ def _finish(text: str, md: str, verbatim: list[str]) -> tuple[str, str]:
         text_index, md_index = iter(keep), iter(keep)
         text = _HEADING_SENTINEL.sub(lambda m: m.group(2) if next(text_index, True) else "", text)
         md = _HEADING_SENTINEL.sub(
-            lambda m: "#" * int(m.group(1)) + " " + m.group(2) if next(md_index, True) else "", md)
+            lambda m: "#" * int(m.group(1)) + " " + markdown_heading_text(m.group(2)) if next(md_index, True) else "", md)
 
     text = _collapse_blank_lines(text).strip()
     md = _collapse_blank_lines(md).strip()
@@ -1427,6 +1427,12 @@ def _finish(text: str, md: str, verbatim: list[str]) -> tuple[str, str]:
         if _RESIDUE.search(md):
             md = _scrub(md)
     return text, md
+
+
+def markdown_heading_text(text: str) -> str:
+    """A heading's text as Markdown: HTML in it (`&lt;b&gt;` unescaped from the wikitext, say) is
+    shown as text, not rendered, as the HTML report does with everything it shows."""
+    return html.escape(text, quote=False)
 
 
 def _pathological(s: str) -> bool:

@@ -3,7 +3,8 @@
     wikitune crawl --root 日本のアニメ作品 --root アニメ関連企業 --depth 6 \\
         --exclude 'アニメの登場人物$' --out corpus/anime --contact you@example.org
 
-Stages, each resumable (state in `CORPUS/.crawl.sqlite`, committed after every response):
+Stages, each resumable (state in `CORPUS.partial/.crawl.sqlite` while crawling, committed after
+every response, and in `CORPUS/.crawl.sqlite` once the corpus is swapped into place):
 1. `meta=siteinfo` once: namespace names (category = namespace 14, whatever its prefix) and the
    article URL pattern.
 2. listing: categories breadth-first from the roots with `list=categorymembers`
@@ -44,7 +45,7 @@ from wikitune.corpus.sources.mediawiki import (
     BATCH, MediaWikiClient, SiteInfo, as_page, category_members, is_missing, latest_revision, merge_pages,
     page_categories, response_pages,
 )
-from wikitune.corpus.writer import CRAWL_STATE, CRAWL_STATE_FILES, CorpusWriter, article_record
+from wikitune.corpus.writer import CRAWL_STATE, CRAWL_STATE_FILES, CorpusWriter, article_record, corpus_output
 from wikitune.errors import WikituneError
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class CrawlConfig:
     roots: list[str]
     """Root categories (`Category:名前`, `カテゴリ:名前` or `名前`); at least one."""
     out: Path
-    """Corpus directory to write; a crawl state already there is resumed."""
+    """Corpus directory to write (swapped in complete); an interrupted or finished crawl of it is resumed."""
     api: str = DEFAULT_API
     """URL of the wiki's `api.php`."""
     depth: int | None = None
@@ -440,17 +441,35 @@ def run_crawl(cfg: CrawlConfig, client: MediaWikiClient | None = None) -> CrawlR
         WikituneError: bad options, an unknown root, a state from a different crawl, or a
             request that failed after every retry.
     """
-    started = time.perf_counter()
     client = client or MediaWikiClient(cfg.api, contact=cfg.contact, interval=cfg.interval,
                                        max_retries=cfg.max_retries, backoff=cfg.backoff, timeout=cfg.timeout)
-    # Validates --out (never clobbers a non-corpus directory) and removes old outputs; the crawl
-    # state survives, and the whole corpus is rewritten from it at the end.
-    state_path = cfg.out / CRAWL_STATE
+    # The corpus is rebuilt in OUT.partial/ and swapped into OUT once complete. The crawl state
+    # lives in OUT.partial/ while crawling (kept after a failure or a kill, for the next run to
+    # resume) and moves into OUT with the finished corpus.
+    with corpus_output(cfg.out, keep_partial=True) as output:
+        _prepare_state(cfg, output.work)
+        manifest = _crawl_into(cfg, client, output.work)
+        output.commit()
+    return CrawlResult(out=cfg.out, manifest=manifest)
+
+
+def _prepare_state(cfg: CrawlConfig, work: Path) -> None:
+    """Put the crawl state to resume into `work`: the interrupted one there, or a copy of the
+    finished crawl's in the corpus (a copy: the corpus stays intact if this run fails)."""
+    finished = cfg.out / CRAWL_STATE
     if cfg.restart:
         for name in CRAWL_STATE_FILES:
-            (cfg.out / name).unlink(missing_ok=True)
-    if state_path.is_file():  # checked before the writer clears the old corpus
-        old = CrawlState(state_path)
+            (work / name).unlink(missing_ok=True)
+    elif not (work / CRAWL_STATE).is_file() and finished.is_file():
+        source = sqlite3.connect(finished)
+        target = sqlite3.connect(work / CRAWL_STATE)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+    if (work / CRAWL_STATE).is_file():
+        old = CrawlState(work / CRAWL_STATE)
         previous = old.get("config")
         old.close()
         if previous is not None and previous != cfg.fingerprint():
@@ -458,8 +477,12 @@ def run_crawl(cfg: CrawlConfig, client: MediaWikiClient | None = None) -> CrawlR
                 f"{cfg.out} holds a crawl with other options ({json.dumps(previous, ensure_ascii=False)}); "
                 f"rerun with the same --api/--root/--depth/--exclude to resume, or add --restart"
             )
-    writer = CorpusWriter(cfg.out)
-    state = CrawlState(state_path)
+
+
+def _crawl_into(cfg: CrawlConfig, client: MediaWikiClient, out: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    writer = CorpusWriter(out)
+    state = CrawlState(out / CRAWL_STATE)
     progress = Progress(cfg.progress)
     index: PageIndex | None = None
     try:
@@ -483,7 +506,7 @@ def run_crawl(cfg: CrawlConfig, client: MediaWikiClient | None = None) -> CrawlR
         crawler.check_roots()
         crawler.seed()
         crawler.list_categories()
-        index, closure = crawler.build_index(cfg.out / INDEX_FILE)
+        index, closure = crawler.build_index(out / INDEX_FILE)
         articles = sorted(closure.article_depth)
         category_ids = {pid for name in closure.category_depth if (pid := index.category_page_id(name)) is not None}
         root_pages = state.get("root_pages", {})
@@ -495,7 +518,7 @@ def run_crawl(cfg: CrawlConfig, client: MediaWikiClient | None = None) -> CrawlR
         index.close()
         index = None
         # Rebuilt with the fetched pages' own categories (parents of categories, redirects).
-        index, closure = crawler.build_index(cfg.out / INDEX_FILE)
+        index, closure = crawler.build_index(out / INDEX_FILE)
 
         progress.phase = "writing"
         skipped: Counter = Counter()
@@ -550,9 +573,9 @@ def run_crawl(cfg: CrawlConfig, client: MediaWikiClient | None = None) -> CrawlR
         state.set("phase", "done")
         state.set("refreshing", False)
         state.commit()
+        return manifest
     finally:
         progress.close()
         if index is not None:
             index.close()
         state.close()
-    return CrawlResult(out=cfg.out, manifest=manifest)

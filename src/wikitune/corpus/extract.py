@@ -19,8 +19,10 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import time
 from collections import Counter, deque
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from difflib import get_close_matches
 from importlib import resources
@@ -34,8 +36,8 @@ from wikitune.corpus.index import (
 from wikitune.corpus.names import CATEGORY_NS, MAIN_NS, normalize_category, normalize_title
 from wikitune.corpus.page import DISAMBIGUATION, Page, classify
 from wikitune.corpus.sources import sqldump
-from wikitune.corpus.sources.dump import DumpReader
-from wikitune.corpus.writer import CorpusWriter, article_record
+from wikitune.corpus.sources.dump import DumpReader, check_dump
+from wikitune.corpus.writer import CorpusWriter, article_record, corpus_output
 from wikitune.errors import WikituneError
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,8 @@ class ExtractConfig:
     dump: str
     """Path of a pages-articles XML dump (.xml, .bz2 incl. multistream, .gz), or `demo`."""
     out: Path
-    """Corpus directory to write (created; an old corpus there is replaced)."""
+    """Corpus directory to write (created; an old corpus there is replaced once the new one is
+    complete; a non-empty directory that is not a wikitune corpus is refused)."""
     roots: list[str] = field(default_factory=list)
     """Root categories (`Category:名前`, `カテゴリ:名前` or `名前`); none = every article."""
     depth: int | None = None
@@ -86,8 +89,12 @@ class ExtractConfig:
             path = getattr(self, flag)
             if path is not None and not Path(path).is_file():
                 raise WikituneError(f"--{flag} {path}: no such file")
-        if self.dump != DEMO and not Path(self.dump).is_file():
-            raise WikituneError(f"dump {self.dump}: no such file (give a pages-articles .xml/.xml.bz2 path, or `demo`)")
+        if self.dump != DEMO:
+            if Path(self.dump).is_dir():
+                raise WikituneError(f"dump {self.dump} is a directory; give the pages-articles .xml/.xml.bz2 file in it, or `demo`")
+            if not Path(self.dump).is_file():
+                raise WikituneError(f"dump {self.dump}: no such file (give a pages-articles .xml/.xml.bz2 path, or `demo`)")
+            check_dump(Path(self.dump))
 
     def dump_path(self) -> Path:
         return demo_dump_path() if self.dump == DEMO else Path(self.dump)
@@ -175,6 +182,13 @@ def _convert_job(title: str, wikitext: str) -> convert.Converted:
     return convert.convert_wikitext(wikitext, title)
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group. A worker killed by it while holding the pool's task
+    # queue lock would leave the main process waiting on that lock forever at shutdown; so the
+    # workers ignore SIGINT and the main process, on KeyboardInterrupt, terminates them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page, convert.Converted]]:
     """Convert pages in worker processes, yielding in input order with a bounded backlog."""
     if workers <= 1:
@@ -183,7 +197,7 @@ def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     window = workers * 8  # enough to keep every worker busy, small enough for constant memory
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    with multiprocessing.get_context(method).Pool(workers, initializer=_ignore_sigint) as pool:
         pending: deque = deque()
         for page in pages:
             pending.append((page, pool.apply_async(_convert_job, (page.title, page.wikitext))))
@@ -196,11 +210,26 @@ def _converted_pages(pages: Iterator[Page], workers: int) -> Iterator[tuple[Page
 
 
 def run_extract(cfg: ExtractConfig) -> ExtractResult:
-    """Extract a corpus; see the module docstring. Raises WikituneError on bad input."""
+    """Extract a corpus; see the module docstring.
+
+    The corpus is written into `OUT.partial/` under the lock `OUT.lock` and swapped into `OUT`
+    only once complete: bad input, an error, Ctrl-C or a kill leave an old corpus in `OUT` as it was.
+
+    Raises:
+        WikituneError: bad input (the dump is not a dump, an unknown root, ...), or `OUT` is not
+            empty and not a wikitune corpus, or another process is writing it (`OutputLocked`).
+    """
+    with corpus_output(cfg.out) as output:
+        manifest = _extract_into(cfg, output.work)
+        output.commit()
+    return ExtractResult(out=cfg.out, manifest=manifest)
+
+
+def _extract_into(cfg: ExtractConfig, out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     roots = cfg.root_names()
-    writer = CorpusWriter(cfg.out)
-    index = PageIndex.create(cfg.out / INDEX_FILE)
+    writer = CorpusWriter(out)
+    index = PageIndex.create(out / INDEX_FILE)
     try:
         sql = load_sql(cfg, index)
         reader = DumpReader(cfg.dump_path())
@@ -233,16 +262,18 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
             wanted = index_as_we_go()
 
         workers = cfg.workers or os.cpu_count() or 1
-        for page, converted in _converted_pages(wanted, workers):
-            if not converted.text.strip():
-                indexer.skipped["empty_text"] += 1
-                continue
-            stem = index.claim_file(page.pageid, page.title)
-            writer.add(article_record(
-                pageid=page.pageid, title=page.title, revid=page.revid, timestamp=page.timestamp,
-                url=reader.siteinfo.article_url(page.title), categories=index.categories_of(page.pageid),
-                depth=closure.article_depth.get(page.pageid, {}) if closure else {}, converted=converted, file=stem,
-            ))
+        # closing(): on Ctrl-C or an error the worker pool is terminated now, not when collected.
+        with closing(_converted_pages(wanted, workers)) as converted_pages:
+            for page, converted in converted_pages:
+                if not converted.text.strip():
+                    indexer.skipped["empty_text"] += 1
+                    continue
+                stem = index.claim_file(page.pageid, page.title)
+                writer.add(article_record(
+                    pageid=page.pageid, title=page.title, revid=page.revid, timestamp=page.timestamp,
+                    url=reader.siteinfo.article_url(page.title), categories=index.categories_of(page.pageid),
+                    depth=closure.article_depth.get(page.pageid, {}) if closure else {}, converted=converted, file=stem,
+                ))
         if not roots:
             _check_not_empty(reader, cfg)
             index.finish_loading()
@@ -251,7 +282,9 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         if reader.bad_pages:
             indexer.skipped["unreadable"] += len(reader.bad_pages)
             for bad in reader.bad_pages[:5]:
-                log.warning("%s: skipped unreadable page %s", cfg.dump_path(), bad)
+                log.warning("%s: skipped malformed page %s", cfg.dump_path(), bad)
+            if len(reader.bad_pages) > 5:
+                log.warning("%s: %d more malformed pages skipped (all in manifest.json)", cfg.dump_path(), len(reader.bad_pages) - 5)
 
         categories = index.category_records(closure)
         manifest = {
@@ -271,15 +304,18 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
                 "truncated": 1 if reader.truncation else 0,
             },
             "truncation": asdict(reader.truncation) if reader.truncation else None,
+            "unreadable_pages": [asdict(bad) for bad in reader.bad_pages[:100]],  # the first 100, for a look
             "excluded_categories": dict(sorted(closure.excluded.items())) if closure else {},
             "seconds": round(time.perf_counter() - started, 3),
         }
-        manifest = writer.finish(categories, manifest)
+        return writer.finish(categories, manifest)
     finally:
         index.close()
-    return ExtractResult(out=cfg.out, manifest=manifest)
 
 
 def _check_not_empty(reader: DumpReader, cfg: ExtractConfig) -> None:
-    if reader.pages_read == 0 and reader.truncation is None:
-        raise WikituneError(f"{cfg.dump_path()}: no <page> found; is this a MediaWiki XML export?")
+    if reader.pages_read:
+        return
+    why = f"; {reader.truncation.message(cfg.dump_path())}" if reader.truncation else ""
+    unreadable = f"; {len(reader.bad_pages)} malformed, first: {reader.bad_pages[0]}" if reader.bad_pages else ""
+    raise WikituneError(f"{cfg.dump_path()}: no complete <page> found; is this a MediaWiki XML export?{why}{unreadable}")

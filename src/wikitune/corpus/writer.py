@@ -4,12 +4,12 @@
 
 Articles may arrive in any order (worker processes finish out of order); they are spooled into
 SQLite and `articles.jsonl` is written sorted by page id at the end, in constant memory.
-`manifest.json` is written last: a corpus without one is incomplete (the run was killed).
+`manifest.json` is written last, stamped as a wikitune corpus (`outputs.stamp`). The corpus is
+written into `CORPUS.partial/` under `CORPUS.lock` and swapped into place complete (`corpus_output`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import shutil
@@ -18,12 +18,17 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterable
 
-from wikitune import __version__, formats
-from wikitune.corpus.convert import Converted
+from wikitune import formats
+from wikitune.corpus.convert import Converted, markdown_heading_text
 from wikitune.errors import WikituneError
 from wikitune.formats import ARTICLES, CATEGORIES, MANIFEST, MARKDOWN_DIR, TEXT_DIR
+from wikitune.outputs import OutputDir, stamp
 
 SPOOL = ".articles.spool.sqlite"
+# What `outputs.stamp` records in a corpus manifest; corpora written before kinds were recorded
+# are recognised by their `source_kind`.
+CORPUS_KIND = "corpus"
+LEGACY_KEY = "source_kind"
 # The crawler's resumable state (`wikitune crawl`) and the journal files SQLite may leave beside it.
 CRAWL_STATE = ".crawl.sqlite"
 CRAWL_STATE_FILES = {CRAWL_STATE, *(CRAWL_STATE + suffix for suffix in ("-journal", "-wal", "-shm"))}
@@ -34,14 +39,19 @@ MAX_STEM_BYTES = 200
 
 # Characters that are unsafe in a file name on some system we care about (POSIX, Windows, macOS).
 # `~` is escaped too: it marks the suffixes that make names unique (`名前~1234`).
-_UNSAFE = set('/\\:*?"<>|%~') | {chr(c) for c in range(32)} | {"\x7f"}
+_UNSAFE = set('/\\:*?"<>|%~')
+# Characters that are invisible or reorder what a terminal shows: controls (Cc, incl. U+0085),
+# format characters (Cf, incl. U+202E RIGHT-TO-LEFT OVERRIDE and zero-width ones), and the line and
+# paragraph separators (Zl, Zp). A title carrying one gets a file name that shows it escaped.
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 
 
 def _escape(title: str) -> str:
     """Percent-encode unsafe characters (and `%` itself, so the mapping is reversible)."""
     return "".join(
-        "".join(f"%{b:02X}" for b in ch.encode("utf-8")) if ch in _UNSAFE else ch for ch in title
+        _escape_char_always(ch) if ch in _UNSAFE or unicodedata.category(ch) in _INVISIBLE_CATEGORIES else ch
+        for ch in title
     )
 
 
@@ -83,14 +93,22 @@ def article_record(
         "categories": list(categories),
         "depth": dict(depth),
         "text": converted.text,
-        "markdown": f"# {title}\n\n{converted.markdown}" if converted.markdown else f"# {title}\n",
+        "markdown": f"# {markdown_heading_text(title)}\n\n{converted.markdown}" if converted.markdown
+                    else f"# {markdown_heading_text(title)}\n",
         "infobox": converted.infobox,
         "file": file,
     }
 
 
+def corpus_output(out: Path, *, keep_partial: bool = False) -> OutputDir:
+    """The locked, atomically replaced output of `extract` and `crawl` (see `wikitune.outputs`):
+    refuses a non-empty `out` that is not a wikitune corpus, and another process writing it."""
+    return OutputDir(out, CORPUS_KIND, manifest=MANIFEST, keep_partial=keep_partial, legacy_key=LEGACY_KEY)
+
+
 class CorpusWriter:
-    """Writes one corpus directory; use as a context manager, then call `finish`."""
+    """Writes one corpus into a directory the caller owns and has locked (`OutputDir.work`);
+    `add` every article, then `finish`."""
 
     def __init__(self, out: Path):
         self.out = Path(out)
@@ -105,22 +123,14 @@ class CorpusWriter:
         self.characters = 0
 
     def _prepare(self) -> None:
-        # Never clobber a directory that is not a corpus: the user may have pointed --out at $HOME.
-        if self.out.exists():
-            if not self.out.is_dir():
-                raise WikituneError(f"--out {self.out} exists and is not a directory")
-            entries = {p.name for p in self.out.iterdir()}
-            ours = {MANIFEST, ARTICLES, CATEGORIES, TEXT_DIR, MARKDOWN_DIR, SPOOL, "index.sqlite", ".extract.lock", *CRAWL_STATE_FILES}
-            if entries - ours:
-                raise WikituneError(
-                    f"--out {self.out} is not empty and is not a wikitune corpus "
-                    f"(found {sorted(entries - ours)[:3]}); choose an empty or new directory"
-                )
-            for name in entries & {MANIFEST, ARTICLES, CATEGORIES, SPOOL}:
-                (self.out / name).unlink()
-            for name in entries & {TEXT_DIR, MARKDOWN_DIR}:
-                shutil.rmtree(self.out / name)
+        # `out` is the caller's own work directory (`outputs.OutputDir.work`): what an earlier,
+        # interrupted write left there is replaced; anything else there (a crawl's state) stays.
         self.out.mkdir(parents=True, exist_ok=True)
+        for name in (MANIFEST, ARTICLES, CATEGORIES, SPOOL):
+            (self.out / name).unlink(missing_ok=True)
+        for name in (TEXT_DIR, MARKDOWN_DIR):
+            if (self.out / name).is_dir():
+                shutil.rmtree(self.out / name)
 
     def add(self, record: dict[str, Any]) -> None:
         """Write one article record (DESIGN.md fields; `file` already assigned)."""
@@ -144,12 +154,7 @@ class CorpusWriter:
         self._spool.close()
         (self.out / SPOOL).unlink()
         formats.write_jsonl(self.out / CATEGORIES, categories)
-        manifest = {
-            "tool": "wikitune",
-            "version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **manifest,
-        }
+        manifest = stamp(manifest, CORPUS_KIND)
         formats.write_json(self.out / MANIFEST, manifest)  # atomic: a corpus is complete once it is there
         return manifest
 

@@ -12,8 +12,11 @@ mean new tokens, retrieval hit-rate in rag mode, tokens saved by the loop guard)
 
 Resumable: each record carries a `cache_key`, a hash of everything that decides its answer
 (model, tokenizer, adapter, prompt settings, generation settings, retrieval settings, the
-question); a rerun into the same RUN reuses records whose key matches and answers the rest.
-Records are appended batch by batch, so a killed run loses at most one batch.
+question; local model, tokenizer and adapter directories and the RAG corpus by their content,
+see `content_identity`); a rerun into the same RUN reuses records whose key matches and answers
+the rest. A reused answer is scored again against the current QA files (gold answer, aliases,
+normaliser), so no score is stale. Records are appended batch by batch, so a killed run loses at
+most one batch.
 """
 
 from __future__ import annotations
@@ -33,21 +36,23 @@ from wikitune.errors import WikituneError
 from wikitune.evaluate.judge import JudgeSettings, judge_records
 from wikitune.evaluate.perplexity import control_texts, heldout_texts, perplexity
 from wikitune.evaluate.rag import BM25Index, format_context, retrieval_hit
-from wikitune.evaluate.scoring import score_answer, summarize
+from wikitune.evaluate.scoring import SHORT_SCORES, score_answer, summarize
 from wikitune.formats import QAItem
 from wikitune.gptoss.generate import Generation, GenerationSettings, HFBackend, OpenAIBackend
 from wikitune.gptoss.harmony import (
     PromptSettings,
     developer_instructions,
-    parse_completion,
     render_prompt,
     render_with_chat_template,
 )
-from wikitune.gptoss.model import is_run_dir, load_model_and_tokenizer
+from wikitune.gptoss.model import TINY, is_run_dir, load_model_and_tokenizer, resolve_adapter
 from wikitune.qa.loaders import load_qa_sets
 from wikitune.split import DEFAULT_HELDOUT_FRACTION
 
 log = logging.getLogger(__name__)
+
+WHOLE_HASH_BYTES = 16 * 2**20
+"""Files up to this size enter a cache key by content; larger ones (model weights) by size and mtime."""
 
 
 @dataclass
@@ -142,24 +147,53 @@ class QAEvalConfig:
             raise WikituneError(f"bootstrap_resamples must be 10 or more, got {self.bootstrap_resamples}")
 
     def cache_fields(self) -> dict[str, Any]:
-        """Everything besides the question that decides an answer."""
+        """Everything besides the question that decides an answer; local paths by their content."""
         return {
-            "model": self.model, "tokenizer": self.tokenizer, "adapter": _adapter_identity(self.adapter), "tiny": self.tiny,
+            "model": self.model if self.model == TINY else content_identity(self.model),
+            "tokenizer": content_identity(self.tokenizer),
+            "adapter": content_identity(resolve_adapter(self.adapter)) if self.adapter else None, "tiny": self.tiny,
             "dtype": self.dtype, "backend": self.backend, "base_url": self.base_url, "api": self.api,
-            "mode": self.mode, "corpus": self.corpus if self.mode == "rag" else None,
+            "mode": self.mode, "corpus": content_identity(Path(self.corpus) / formats.ARTICLES, whole=True) if self.mode == "rag" else None,
             "rag_k": self.rag_k if self.mode == "rag" else None,
             "prompt": asdict(self.prompt), "generation": asdict(self.generation),
         }
 
 
-def _adapter_identity(adapter: str | None) -> str | None:
-    """The adapter path plus a hash of its weights file, so a retrained adapter is not a cache hit."""
-    if not adapter:
+def content_identity(path: str | Path | None, *, whole: bool = False) -> str | None:
+    """`path`, plus a digest of its content when it is a local file or directory (else the name as given: an HF id).
+
+    A retrained adapter, a re-merged or replaced model, or an edited corpus must not be a cache hit
+    just because its path is the same. Files up to WHOLE_HASH_BYTES (configs, tokenizers, most
+    adapters, the demo's weights) are hashed whole; larger ones by size and modification time,
+    because hashing a 20B checkpoint's 13 GB on every rerun would cost more than the cache saves,
+    while any retrain, merge or copy writes the file anew and so changes its mtime (a same-size
+    file written with its old mtime kept, e.g. `cp -p` of other weights, would go unnoticed).
+    `whole=True` hashes every file whole (the RAG corpus: reading it costs no more than indexing it).
+
+    Args:
+        path: a file, a directory (every file under it, by relative path) or a non-path name.
+        whole: hash content regardless of size.
+
+    Returns:
+        str | None: `path#digest`, `path` when it is not on disk, None for None.
+    """
+    if path is None:
         return None
-    for candidate in (Path(adapter) / "adapter_model.safetensors", Path(adapter) / formats.ADAPTER_DIR / "adapter_model.safetensors"):
-        if candidate.is_file():
-            return f"{adapter}#{hashlib.sha256(candidate.read_bytes()).hexdigest()[:16]}"
-    return str(adapter)
+    root = Path(path)
+    if not root.exists():
+        return str(path)
+    files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root) if root.is_dir() else file.name}\0{stat.st_size}\0".encode("utf-8"))
+        if whole or stat.st_size <= WHOLE_HASH_BYTES:
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(2**20), b""):
+                    digest.update(block)
+        else:
+            digest.update(str(stat.st_mtime_ns).encode("ascii"))
+    return f"{path}#{digest.hexdigest()[:16]}"
 
 
 def question_text(item: QAItem) -> str:
@@ -178,22 +212,23 @@ def chat_messages(settings: PromptSettings, question: str, context: str | None =
 
 def result_record(item: QAItem, generation: Generation, *, set_name: str, cache_key: str,
                   retrieved: list[int] | None = None, retrieval_hit: int | None = None) -> dict[str, Any]:
-    """One results.jsonl record (DESIGN.md) from a generation, with parsing and scores."""
-    parsed = parse_completion(generation.raw, stop_reason=generation.stop_reason)
-    final, analysis, flags = parsed.final, parsed.analysis, list(parsed.flags)
-    if generation.parsed is not None:  # a server separated the channels: trust them over the rebuilt raw
-        final = generation.parsed.get("final")
-        analysis = generation.parsed.get("analysis")
-        final = final.strip() if isinstance(final, str) else None
-        flags = [f for f in flags if f != "no_final"] + (["no_final"] if not final else [])
-        flags.append("raw_rebuilt")
+    """One results.jsonl record (DESIGN.md) from a generation, with parsing and scores.
+
+    `raw` is exactly what was generated (`Generation.raw`): a whole harmony completion, or an
+    OpenAI-compatible server's message text as sent; for a server's reply `raw_reasoning` holds
+    its separate reasoning text as sent (null when none). Both kinds are parsed by the one parser.
+    """
+    parsed = generation.parse()
+    final = parsed.final
     record = {
         "id": item.id, "question": item.question, "answer": item.answer, "domain": item.domain,
-        "raw": generation.raw, "final": final, "analysis": analysis, "flags": flags,
+        "raw": generation.raw, "final": final, "analysis": parsed.analysis, "flags": list(parsed.flags),
         "scores": score_answer(final, item.answer, item.aliases), "new_tokens": generation.new_tokens,
         "aliases": item.aliases, "set": set_name, "source": item.source, "stop_reason": generation.stop_reason,
         "tokens_saved": generation.tokens_saved, "cache_key": cache_key,
     }
+    if generation.server_text:
+        record["raw_reasoning"] = generation.reasoning
     if retrieved is not None:
         record["retrieved"] = retrieved
         record["retrieval_hit"] = retrieval_hit
@@ -214,6 +249,18 @@ def _load_cached(path: Path) -> dict[str, dict]:
                 if rec.get("cache_key"):
                     cached[rec["cache_key"]] = rec
     return cached
+
+
+def rescore(record: dict[str, Any], item: QAItem, set_name: str) -> dict[str, Any]:
+    """A stored record brought up to date with the question as the QA files now give it.
+
+    The cache key covers what decides the answer, not how it is scored: a corrected gold answer, a
+    new alias or a changed normaliser must change the score of a reused answer. Scoring the stored
+    final is cheap; the judge's score, not cheap to redo, is kept.
+    """
+    kept = {name: value for name, value in (record.get("scores") or {}).items() if name not in SHORT_SCORES}
+    return {**record, "question": item.question, "answer": item.answer, "aliases": item.aliases, "domain": item.domain,
+            "set": set_name, "source": item.source, "scores": {**kept, **score_answer(record.get("final"), item.answer, item.aliases)}}
 
 
 def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
@@ -242,13 +289,15 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
         index = BM25Index.from_corpus(cfg.corpus)
     started = time.perf_counter()
     if cfg.backend == "hf" and backend is None and (todo or cfg.perplexity):
-        model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, cfg.adapter, tiny=cfg.tiny, dtype=cfg.dtype)
+        model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.tokenizer, cfg.adapter, tiny=cfg.tiny, dtype=cfg.dtype,
+                                                    merge_adapter=cfg.generation.merge_adapter)
         backend = HFBackend(model, tokenizer, cfg.generation)
     if todo:
         answer = _answerer(cfg, backend)
         if not cfg.resume:
             formats.write_jsonl(out / formats.RESULTS, [])
-        step = cfg.generation.batch_size if cfg.backend == "hf" else max(cfg.concurrency * 4, 1)
+        # hf: several batches per call, so a slot freed by an ended answer takes the next question
+        step = cfg.generation.batch_size * 4 if cfg.backend == "hf" else max(cfg.concurrency * 4, 1)
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
             contexts, retrieved, hits = [], [], []
@@ -275,7 +324,7 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
     seconds = time.perf_counter() - started
 
     # The final file: this run's questions in order, nothing stale.
-    records = [cached[key] for key in keys]
+    records = [rescore(cached[key], item, name) for key, (name, item) in zip(keys, items)]
     if cfg.judge.enabled:
         judge_records(records, cfg.judge)
     tmp = out / (formats.RESULTS + ".tmp")

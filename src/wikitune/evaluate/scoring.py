@@ -1,13 +1,17 @@
-"""Score short answers, and summarise scored results per domain with bootstrap confidence intervals.
+"""Score short answers; summarise scored results per domain, and compare runs question by question, with bootstrap intervals.
 
-    score_answer("ＳＴＡＲ☆ＬＩＧＨＴ！です", "STAR☆LIGHT!", aliases=[])
-    # {"exact_match": 0, "alias_match": 0, "char_f1": 0.83, "contains": 1}
+    score_answer("ジブリ", "スタジオジブリ", aliases=["ジブリ"])
+    # {"exact_match": 1, "gold_match": 0, "char_f1": 1.0, "contains": 1}
+    paired_bootstrap({"q1": 1.0, "q2": 1.0}, {"q1": 0.0, "q2": 1.0, "q3": 0.0})
+    # (0.5, 0.0, 1.0, 2): mean of run - base over the 2 questions both answered, its 95% interval, n
 
-- exact_match: the normalised final equals the normalised gold answer (AIO-style normalisation,
-  `wikitune.text.ja.normalize_answer`).
-- alias_match: ... equals the gold answer or any alias.
-- char_f1: character-level F1 of the normalised strings (best over gold and aliases).
-- contains: the normalised gold answer or an alias is a substring of the normalised final.
+Accepted answers are the gold answer and its aliases, compared after AIO-style normalisation
+(`wikitune.text.ja.normalize_answer`); as the AIO scorer and SQuAD do, a score is the best over
+accepted answers:
+- exact_match: the normalised final equals an accepted answer.
+- gold_match: ... equals the gold answer itself (strict; aliases not accepted).
+- char_f1: character-level F1 of the normalised strings, best over accepted answers.
+- contains: an accepted answer is a substring of the normalised final.
 A question without a gold answer (the seed's long control questions) gets no short-answer
 scores at all; a missing final (`no_final`) scores 0 everywhere.
 """
@@ -20,7 +24,7 @@ from typing import Any, Iterable
 
 from wikitune.text.ja import normalize_answer
 
-SHORT_SCORES = ("exact_match", "alias_match", "char_f1", "contains")
+SHORT_SCORES = ("exact_match", "gold_match", "char_f1", "contains")
 
 
 def char_f1(prediction: str, gold: str) -> float:
@@ -44,20 +48,21 @@ def score_answer(final: str | None, answer: str, aliases: Iterable[str] = ()) ->
         aliases (Iterable[str]): other accepted answers.
 
     Returns:
-        dict[str, float]: exact_match, alias_match and contains as 0/1, char_f1 in [0, 1].
+        dict[str, float]: exact_match (any accepted answer), gold_match (the gold answer only) and
+        contains as 0/1, char_f1 in [0, 1]; the keys of SHORT_SCORES.
     """
     gold = normalize_answer(answer or "")
     if not gold:
         return {}
-    golds = [gold] + [a for a in (normalize_answer(x) for x in aliases) if a]
+    accepted = [gold] + [a for a in (normalize_answer(x) for x in aliases) if a]
     pred = normalize_answer(final) if final else ""
     if not pred:
-        return {"exact_match": 0, "alias_match": 0, "char_f1": 0.0, "contains": 0}
+        return {"exact_match": 0, "gold_match": 0, "char_f1": 0.0, "contains": 0}
     return {
-        "exact_match": int(pred == gold),
-        "alias_match": int(pred in golds),
-        "char_f1": round(max(char_f1(pred, g) for g in golds), 6),
-        "contains": int(any(g in pred for g in golds)),
+        "exact_match": int(pred in accepted),
+        "gold_match": int(pred == gold),
+        "char_f1": round(max(char_f1(pred, g) for g in accepted), 6),
+        "contains": int(any(g in pred for g in accepted)),
     }
 
 
@@ -78,6 +83,34 @@ def bootstrap_ci(values: list[float], *, resamples: int = 1000, confidence: floa
     low = means[int(alpha * (resamples - 1))]
     high = means[int(round((1 - alpha) * (resamples - 1)))]
     return mean, min(low, mean), max(high, mean)
+
+
+def paired_bootstrap(a: dict[str, float], b: dict[str, float], *, resamples: int = 1000, confidence: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float, int]:
+    """The paired difference a - b over the questions both have, with its percentile bootstrap interval.
+
+    Resampling questions (not the two runs independently) keeps each question's difficulty in
+    both arms, so the interval is as narrow as the pairing allows.
+
+    Args:
+        a (dict[str, float]): per-question score of one run, by question id.
+        b (dict[str, float]): the same of the run it is compared with.
+        resamples (int): bootstrap resamples.
+        confidence (float): coverage of the interval.
+        seed (int): seed of the resampling; equal inputs give equal outputs.
+
+    Returns:
+        tuple: (mean, low, high, n) with n the number of questions both runs have, in the order
+        of `a`.
+
+    Raises:
+        ValueError: the runs share no question.
+    """
+    differences = [value - b[key] for key, value in a.items() if key in b]
+    if not differences:
+        raise ValueError("paired_bootstrap needs at least one question both runs answered")
+    mean, low, high = bootstrap_ci(differences, resamples=resamples, confidence=confidence, seed=seed)
+    return mean, low, high, len(differences)
 
 
 def summarize(results: Iterable[dict[str, Any]], *, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
     prompt = render_prompt(PromptSettings(reasoning_effort="low", date="2025-11-26"), "銀魂で、桂小太郎のあだ名は？")
     parsed = parse_completion(raw)      # .final, .analysis, .flags ("no_final", "truncated", ...)
+    parsed = parse_server_reply(message["content"], message.get("reasoning_content"), stop_reason="stop")
 
 `render_prompt` writes the harmony text itself (byte-for-byte what `openai-harmony`'s
 `render_conversation_for_completion` decodes to; a test checks this against the library with the
@@ -14,7 +15,8 @@ forgiving, because the seed's outputs were not clean: a completion that echoes t
 and user messages) yields only the assistant's messages; special tokens that harmony does not
 define are dropped and flagged; a completion decoded with the special tokens stripped
 ("analysisThe user asks…assistantfinal答え") is recognised. The final answer is only ever the
-final channel's text, never the prompt and never the analysis.
+final channel's text, never the prompt and never the analysis. `parse_server_reply` reads an
+OpenAI-compatible server's reply (content, reasoning field, leaked special tokens) with the same parser.
 """
 
 from __future__ import annotations
@@ -227,18 +229,6 @@ def render_prompt_with_harmony(settings: PromptSettings, question: str, *, conte
     return enc.decode(tokens)
 
 
-def render_completion(analysis: str | None, final: str | None, stop_reason: str) -> str:
-    """The harmony completion of a server's already separated channels (kept as `raw` when the server
-    gives no raw text); `parse_completion` reads it back into the same channels."""
-    parts = []
-    if analysis:
-        parts.append(f"<|channel|>analysis<|message|>{analysis}" + ("<|end|>" if final is not None or stop_reason == "stop" else ""))
-    if final is not None:
-        prefix = "<|start|>assistant" if parts else ""
-        parts.append(f"{prefix}<|channel|>final<|message|>{final}" + ("<|return|>" if stop_reason == "stop" else ""))
-    return "".join(parts)
-
-
 @dataclass
 class HarmonyMessage:
     role: str
@@ -276,7 +266,7 @@ def parse_completion(raw: str, *, stop_reason: str | None = None) -> ParsedCompl
     Returns:
         ParsedCompletion: `final` (None when no final-channel message), `analysis`, `commentary`,
         and flags among: no_final, truncated, loop_stopped, prompt_echo, unknown_token,
-        malformed, special_tokens_stripped, empty.
+        malformed, special_tokens_stripped, empty (`parse_server_reply` adds leaked_harmony).
     """
     flags: list[str] = []
     if not raw.strip():
@@ -379,6 +369,60 @@ def parse_completion(raw: str, *, stop_reason: str | None = None) -> ParsedCompl
     if final is None:
         _add(flags, "no_final")
     return ParsedCompletion(final, channel_text("analysis"), channel_text("commentary"), messages, flags)
+
+
+def parse_server_reply(content: str | None, reasoning: str | None = None, *, stop_reason: str | None = None) -> ParsedCompletion:
+    """The channels of an OpenAI-compatible server's reply, read by `parse_completion` like any completion.
+
+    A server is meant to separate the channels itself: `content` (chat) or the message's
+    `output_text` (Responses) is the final channel, `reasoning` (`reasoning_content` / `reasoning`,
+    Responses reasoning items) the analysis. Servers get this wrong in known ways, all read here:
+    harmony special tokens leaked into the text (the whole completion in `content`, or a final
+    answer with its `<|return|>` or `<|end|>` left on), flagged `leaked_harmony`; the special tokens
+    stripped but the headers left (`analysis…assistantfinal…`), flagged `special_tokens_stripped`
+    and `leaked_harmony`; no content at all (reasoning only, the budget spent), flagged `no_final`.
+
+    Each part becomes harmony text and the whole goes through `parse_completion`, so a server's
+    answer and an in-process one get the same channels and flags: a part with no special token is
+    the body of its channel's message; a part whose first special token ends a message is that
+    message's body (the server consumed the header); any other part is harmony text as it stands.
+
+    Args:
+        content (str | None): the server's text as sent; None or blank when it sent none.
+        reasoning (str | None): its separate reasoning text as sent, if any.
+        stop_reason (str | None): "stop", "length" or "loop", as for `parse_completion`.
+
+    Returns:
+        ParsedCompletion: as `parse_completion`'s, plus the flag `leaked_harmony`.
+    """
+    content = content if content and content.strip() else None
+    reasoning = reasoning if reasoning and reasoning.strip() else None
+    leaked = any(part is not None and _harmony_tokens(part) for part in (content, reasoning))
+    if content is not None and reasoning is None and not leaked and _STRIPPED.match(content):
+        parsed = parse_completion(content, stop_reason=stop_reason)
+    else:
+        final_end = "<|return|>" if stop_reason in (None, "stop") else ""  # cut by the budget or the loop guard: still open
+        text = _as_message(reasoning, "analysis", "<|end|>") + _as_message(content, "final", final_end)
+        parsed = parse_completion(text, stop_reason=stop_reason)
+    if leaked or "special_tokens_stripped" in parsed.flags:
+        _add(parsed.flags, "leaked_harmony")
+    return parsed
+
+
+def _harmony_tokens(text: str) -> list[str]:
+    return [t for t in _TOKEN.findall(text) if t in KNOWN_TOKENS]
+
+
+def _as_message(text: str | None, channel: str, terminator: str) -> str:
+    """One part of a server's reply as harmony text (see `parse_server_reply`)."""
+    if text is None:
+        return ""
+    tokens = _harmony_tokens(text)
+    if not tokens:
+        return f"<|channel|>{channel}<|message|>{text}{terminator}"
+    if tokens[0] in ("<|end|>", "<|return|>", "<|call|>"):  # "1年C組<|return|>": the body, with its terminator leaked
+        return f"<|channel|>{channel}<|message|>{text}"
+    return text
 
 
 def _parse_stripped(raw: str, stop_reason: str | None) -> ParsedCompletion:

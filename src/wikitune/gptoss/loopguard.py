@@ -10,6 +10,10 @@ x[t] == x[t - p]. The check is incremental and vectorised over the batch and the
 sequence and period, the length of the current run of matches is kept, so a step costs a few
 numpy operations on a (batch, max_period) array, whatever the span. `min_span` keeps ordinary
 repetition ("ーーー", a short refrain) from counting as a loop.
+
+Streams may leave and join a detector (`select`, `concat`), each with its own length: the HF
+backend's decoding loop drops a finished sequence from its batch and starts the next prompt in
+its place, and the detector follows its rows.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ class CycleDetector:
         self.min_repeats, self.min_span = min_repeats, min_span
         self.history = np.full((batch_size, max_period), -1, dtype=np.int64)  # history[:, p-1] = token p steps back
         self.runs = np.zeros((batch_size, max_period), dtype=np.int64)
+        self.lengths = np.zeros(batch_size, dtype=np.int64)  # tokens pushed per stream
         self.periods = np.arange(1, max_period + 1)
-        self.length = 0
+        self.length = 0  # pushes so far: the length of every stream that was there from the start
         # a run of r matches at period p means the last r + p tokens are p-periodic
         self.needed = np.maximum(self.periods * (min_repeats - 1), min_span - self.periods)
         self.needed[: min_period - 1] = np.iinfo(np.int64).max
@@ -48,11 +53,11 @@ class CycleDetector:
     def push(self, tokens: Sequence[int]) -> list[int | None]:
         """Add one token per stream; per stream, the period of the cycle it now ends in, or None."""
         new = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)
-        match = self.history == new
-        if self.length < self.max_period:  # periods reaching before the first token cannot match
-            match[:, self.length :] = False
+        # periods reaching before a stream's first token cannot match
+        match = (self.history == new) & (self.periods[None, :] <= self.lengths[:, None])
         self.runs = np.where(match, self.runs + 1, 0)
         self.history = np.concatenate([new, self.history[:, :-1]], axis=1)
+        self.lengths += 1
         self.length += 1
         hit = self.runs >= self.needed
         out: list[int | None] = []
@@ -60,6 +65,17 @@ class CycleDetector:
             where = np.flatnonzero(row)
             out.append(int(self.periods[where[0]]) if where.size else None)
         return out
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keep only the streams at positions `rows`, in that order (the others have finished)."""
+        index = np.asarray(rows, dtype=np.int64)
+        self.history, self.runs, self.lengths = self.history[index], self.runs[index], self.lengths[index]
+
+    def concat(self, other: "CycleDetector") -> None:
+        """Append `other`'s streams after this one's (same options), each keeping its own history."""
+        self.history = np.concatenate([self.history, other.history])
+        self.runs = np.concatenate([self.runs, other.runs])
+        self.lengths = np.concatenate([self.lengths, other.lengths])
 
 
 def find_cycle(tokens: Sequence[int], **kwargs: Any) -> tuple[int, int] | None:

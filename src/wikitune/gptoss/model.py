@@ -399,6 +399,7 @@ def load_model_and_tokenizer(
     device_map: str | dict | None = None,
     gradient_checkpointing: bool = False,
     trainable: bool = False,
+    merge_adapter: bool = False,
 ) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
     """Load a model and its tokenizer, optionally with a PEFT adapter on top.
 
@@ -419,13 +420,20 @@ def load_model_and_tokenizer(
         device_map: passed to `from_pretrained`; default the current GPU, or CPU.
         gradient_checkpointing: enable it (training on GPU saves memory at some speed).
         trainable: load the adapter's weights as trainable (to continue training it).
+        merge_adapter: merge the adapter into the weights (`merge_and_unload`) and return the
+            plain model: for inference. A `target_parameters` adapter (gpt-oss's fused experts)
+            otherwise rebuilds W + BA for every expert at every forward pass, about 19B elements
+            per generated token on gpt-oss-20b. The adapter on disk is only read.
 
     Returns:
         (model, tokenizer); the model is in eval mode unless `trainable`.
 
     Raises:
-        WikituneError: a missing path, a missing tokenizer for tiny-gpt-oss, an unknown option.
+        WikituneError: a missing path, a missing tokenizer for tiny-gpt-oss, an unknown option,
+            `merge_adapter` with `trainable`.
     """
+    if merge_adapter and trainable:
+        raise WikituneError("merge_adapter and trainable exclude each other: a merged adapter has no weights left to train")
     run_cfg: dict = {}
     if adapter is not None and is_run_dir(adapter):
         run_cfg = formats.read_run_config(adapter)
@@ -462,6 +470,8 @@ def load_model_and_tokenizer(
             # an SFT run trained on top of a merged CPT adapter: rebuild that base first
             net = PeftModel.from_pretrained(net, str(resolve_adapter(run_cfg["adapter"]))).merge_and_unload()
         net = PeftModel.from_pretrained(net, str(resolve_adapter(adapter)), is_trainable=trainable)
+        if merge_adapter:
+            net = net.merge_and_unload()
     if not trainable:
         net.eval()
     return net, tok

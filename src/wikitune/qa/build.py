@@ -4,7 +4,8 @@
     # -> qa/demo/train.jsonl   facts for SFT (articles CPT trains on)
     #    qa/demo/test.jsonl    other facts of those same articles (memorisation)
     #    qa/demo/unseen.jsonl  facts of held-out articles CPT never sees (generalisation)
-    #    qa/demo/manifest.json counts per split and rule, what was skipped and why
+    #    qa/demo/unseen_leaked.jsonl  held-out facts a training article states anyway, with where
+    #    qa/demo/manifest.json counts per split and rule, what was skipped or dropped and why
 
 Rule-based and deterministic: each rule turns one infobox field (監督, シリーズ構成, アニメーション制作,
 放送開始, 話数, 原作, a character's 声優, a company's 設立 and 本社所在地, ...) or one "Xは…。" lead
@@ -14,7 +15,25 @@ job title or counter ("代表取締役 篠原美咲" -> "篠原美咲", "全12�
 facts would answer differently is dropped (ambiguous), and so is a multi-valued field.
 
 The article split is `wikitune.split.is_heldout` (shared with CPT); inside training articles a
-fact goes to test when a hash of its id falls below `test_fraction`.
+fact goes to test when a hash of its id falls below `test_fraction`. Two checks then keep the
+evaluation sets honest:
+
+- Leaks. A held-out article is not trained on, but another article may state its facts. An unseen
+  fact is leaked when one sentence (`text.ja.document_sentences`) of a training article's text,
+  which is what CPT reads, names its subject (the title of the fact's source article or the
+  entity it asks about, with their redirects and bracket-less forms) and its answer (or an alias),
+  compared as `normalize_answer` forms. Leaked facts leave unseen.jsonl for unseen_leaked.jsonl,
+  each with `leaked_by`: one {"pageid", "title", "sentence"} per training article that states it
+  (its first such sentence). The check is co-occurrence, so it errs towards calling a fact leaked.
+  Names shorter than two characters are not searched (they would match almost every sentence).
+- Near-duplicates across splits. Two facts are the same when they have the same subject (the
+  entity asked about, redirects folded into their article's title) and the same normalised
+  answer, whatever the question's wording: 漫画『X』の出版社 and 小説『X』の出版社, or 作者 and 原作
+  of one work. A fact keeps one copy, in the first split of unseen, test, train that has it; the
+  copies in later splits are dropped and counted in the manifest under `cross_split_duplicates`
+  (e.g. `train_same_fact_as_test`). The evaluation sets keep their questions because every claim
+  rests on them, and SFT never trains on a fact a test question asks. Leaked facts are checked
+  first, so they claim nothing. Repeats inside one split stay (they are different questions).
 """
 
 from __future__ import annotations
@@ -33,7 +52,7 @@ from wikitune.errors import WikituneError
 from wikitune.formats import QAItem
 from wikitune.qa.llm import LLMQuestionSettings, propose_questions
 from wikitune.split import DEFAULT_HELDOUT_FRACTION, is_heldout
-from wikitune.text.ja import bracketless, normalize_answer, split_sentences
+from wikitune.text.ja import bracketless, contains_term, document_sentences, normalize_answer, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +131,11 @@ _ETC = re.compile(r"(ほか|など|他)$")
 _MULTI = re.compile(r"[、,，/／]| - |・.*・")
 _COUNTER = re.compile(r"^全(\d+)(話|巻)$")
 
+# The side file of unseen facts that a training article states (not a plain QA file: each record
+# has `leaked_by`; `read_qa_file` still reads it, ignoring that field).
+# Which copy of a fact found in several splits is kept: the first split here that has it.
+_SPLIT_PRIORITY = ("unseen", "test", "train")
+
 
 @dataclass
 class QABuildConfig:
@@ -120,7 +144,7 @@ class QABuildConfig:
     corpus: Path
     """Corpus directory written by `extract` or `crawl` (reads articles.jsonl, and index.sqlite for redirects)."""
     out: Path
-    """QA directory to write: train.jsonl, test.jsonl, unseen.jsonl, manifest.json."""
+    """QA directory to write: train.jsonl, test.jsonl, unseen.jsonl, unseen_leaked.jsonl, manifest.json."""
     test_fraction: float = 0.2
     """Share of the facts of training articles that go to test.jsonl instead of train.jsonl."""
     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
@@ -156,6 +180,9 @@ class Fact:
     pageid: int
     title: str
     rule: str
+    subject: str = ""
+    """The entity the question asks about: the source article's title for work, lead and LLM facts (every medium
+    of one article is one work), the infobox's name for a person, character, company or municipality."""
 
 
 @dataclass
@@ -185,7 +212,7 @@ def _kind(template: str) -> tuple[str, str | None]:
     return "other", None
 
 
-def _title_index(corpus: Path, records: list[dict]) -> dict[str, list[str]]:
+def title_index(corpus: Path, records: list[dict]) -> dict[str, list[str]]:
     """normalised name -> [article title, its bracket-less form, redirects to it]."""
     redirects: dict[str, list[str]] = {}
     index_db = corpus / "index.sqlite"
@@ -260,7 +287,7 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
     pageid, title = int(record["pageid"]), record["title"]
     covered: set[str] = set()
 
-    def fact(key: str, rule: str, question: str, answer: str) -> Fact | None:
+    def fact(key: str, rule: str, question: str, answer: str, subject: str = title) -> Fact | None:
         answer = answer.strip()
         why = _usable(answer, cfg.max_answer_chars)
         if why:
@@ -268,7 +295,7 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
             return None
         return Fact(
             id=f"{pageid}:{key}", question=question, answer=answer,
-            aliases=answer_aliases(answer, names), pageid=pageid, title=title, rule=rule,
+            aliases=answer_aliases(answer, names), pageid=pageid, title=title, rule=rule, subject=subject,
         )
 
     for i, infobox in enumerate(record.get("infobox") or []):
@@ -290,7 +317,7 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
             work = f"『{fields['作品']}』" if fields.get("作品") else "作品"
             for name, template_q in _ENTITY_RULES[kind].items():
                 if fields.get(name):
-                    made = fact(f"{i}:{name}", f"{kind}:{name}", template_q.format(n=n, work=work), fields[name])
+                    made = fact(f"{i}:{name}", f"{kind}:{name}", template_q.format(n=n, work=work), fields[name], n)
                     if made:
                         covered.add(name)
                         yield made
@@ -303,6 +330,69 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
         made = fact(f"lead:{attr}", f"lead:{attr}", _LEAD_RULES[attr].format(n=title), match.group("value"))
         if made:
             yield made
+
+
+def name_forms(name: str, names: dict[str, list[str]]) -> list[str]:
+    """Normalised spellings of a name: itself, its bracket-less form, the title and redirects of the article it names."""
+    forms = [name]
+    short = bracketless(name)
+    if short:
+        forms.append(short)
+    for form in list(forms):
+        forms.extend(names.get(normalize_answer(form), []))
+    return sorted({normalize_answer(f) for f in forms if len(normalize_answer(f)) >= 2})
+
+
+def fact_key(fact: Fact, names: dict[str, list[str]]) -> tuple[str, str]:
+    """(subject, normalised answer): what makes two facts the same, whatever their questions say.
+
+    The subject is folded into the title of the article it names, so a redirect or a spelling
+    with spaces ("真島 ほのか") is the same subject as its article ("真島ほのか").
+    """
+    subject = normalize_answer(fact.subject or fact.title)
+    if subject in names:
+        subject = normalize_answer(names[subject][0])
+    return subject, normalize_answer(fact.answer)
+
+
+def find_leaks(facts: list[Fact], articles: list[dict], names: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
+    """Which of `facts` one sentence of one of `articles` states: subject and answer (or an alias) together.
+
+    Args:
+        facts (list[Fact]): the facts to check (the unseen ones).
+        articles (list[dict]): article records (the training side), in pageid order.
+        names (dict[str, list[str]]): the corpus's name index (`title_index`).
+
+    Returns:
+        dict[str, list[dict]]: fact id -> one {"pageid", "title", "sentence"} per article that
+        states it, its first such sentence; facts no article states are absent.
+    """
+    # subject form -> facts about it with their answer forms; an article's text is searched once
+    # per subject form (a substring test), and only the articles that name it sentence by sentence.
+    by_form: dict[str, list[tuple[Fact, list[str]]]] = {}
+    for f in facts:
+        answers = sorted({normalize_answer(a) for a in [f.answer, *f.aliases]} - {""})
+        for form in sorted(set(name_forms(f.title, names)) | set(name_forms(f.subject or f.title, names))):
+            by_form.setdefault(form, []).append((f, answers))
+    leaks: dict[str, list[dict[str, Any]]] = {}
+    for article in articles:
+        sentences = document_sentences(article.get("text") or "")
+        normed = [normalize_answer(s) for s in sentences]
+        whole = "\n".join(normed)
+        first: dict[str, int] = {}  # fact id -> index of the first sentence stating it
+        for form, entries in by_form.items():
+            if form not in whole:
+                continue
+            for index, text in enumerate(normed):
+                if not contains_term(text, form):
+                    continue
+                for f, answers in entries:
+                    if any(contains_term(text, a) for a in answers) and index < first.get(f.id, len(normed)):
+                        first[f.id] = index
+        for fact_id, index in sorted(first.items()):
+            leaks.setdefault(fact_id, []).append(
+                {"pageid": int(article["pageid"]), "title": article["title"], "sentence": sentences[index]})
+    return leaks
 
 
 def _fact_in_test(fact_id: str, fraction: float, seed: str) -> bool:
@@ -325,7 +415,7 @@ def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResul
     if not (cfg.corpus / formats.ARTICLES).is_file():
         raise WikituneError(f"{cfg.corpus} has no {formats.ARTICLES}: give a corpus directory written by `wikitune extract`")
     records = list(formats.iter_articles(cfg.corpus))
-    names = _title_index(cfg.corpus, records)
+    names = title_index(cfg.corpus, records)
     skipped: Counter = Counter()
     facts: list[Fact] = []
     for record in records:
@@ -361,7 +451,7 @@ def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResul
     if not kept:
         raise WikituneError(f"{cfg.corpus} yields no question: its articles have no infobox field or lead sentence the rules know")
 
-    splits: dict[str, list[QAItem]] = {"train": [], "test": [], "unseen": []}
+    placed: dict[str, list[Fact]] = {"train": [], "test": [], "unseen": []}
     rules: Counter = Counter()
     for f in sorted(kept, key=lambda f: (f.pageid, f.id)):
         if is_heldout(f.pageid, cfg.heldout_fraction):
@@ -371,22 +461,50 @@ def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResul
         else:
             name = "train"
         rules[f.rule] += 1
-        splits[name].append(QAItem(
+        placed[name].append(f)
+    before = {name: len(rows) for name, rows in placed.items()}
+
+    # Leaks first: a leaked fact leaves every split, so it must not claim a (subject, answer) below.
+    training = [r for r in records if not is_heldout(r["pageid"], cfg.heldout_fraction)]
+    leaks = find_leaks(placed["unseen"], training, names)
+    leaked = [f for f in placed["unseen"] if f.id in leaks]
+    placed["unseen"] = [f for f in placed["unseen"] if f.id not in leaks]
+
+    owner: dict[tuple[str, str], str] = {}
+    duplicates: Counter = Counter()
+    for name in _SPLIT_PRIORITY:
+        keep = []
+        for f in placed[name]:
+            first = owner.setdefault(fact_key(f, names), name)
+            if first == name:
+                keep.append(f)
+            else:
+                duplicates[f"{name}_same_fact_as_{first}"] += 1
+        placed[name] = keep
+
+    def item(name: str, f: Fact) -> QAItem:
+        return QAItem(
             id=f"{name}:{f.id}", question=f.question, answer=f.answer, aliases=f.aliases,
             domain=cfg.domain, split="train" if name == "train" else "test",
             source={"pageid": f.pageid, "title": f.title},
-        ))
+        )
+
+    splits = {name: [item(name, f) for f in placed[name]] for name in ("train", "test", "unseen")}
     cfg.out.mkdir(parents=True, exist_ok=True)
     files = {"train": formats.QA_TRAIN, "test": formats.QA_TEST, "unseen": formats.QA_UNSEEN}
     for name, items in splits.items():
         formats.write_qa_file(cfg.out / files[name], items)
-    counts = {name: len(rows) for name, rows in splits.items()}
+    formats.write_jsonl(cfg.out / formats.QA_UNSEEN_LEAKED,
+                        ({**item("unseen", f).to_json(), "leaked_by": leaks[f.id]} for f in leaked))
+    counts = {**{name: len(rows) for name, rows in splits.items()}, "unseen_leaked": len(leaked)}
     manifest = {
         "corpus": str(cfg.corpus), "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
         "llm_prompt": "wikitune/data/qa_generation_prompt.ja.md" if cfg.llm is not None else None,
         "counts": counts, "articles": len(records),
         "heldout_articles": sum(is_heldout(r["pageid"], cfg.heldout_fraction) for r in records),
         "rules": dict(sorted(rules.items())), "skipped": dict(sorted(skipped.items())),
+        "before_checks": before, "leaked_file": formats.QA_UNSEEN_LEAKED,
+        "cross_split_duplicates": dict(sorted(duplicates.items())),
     }
     formats.write_json(cfg.out / formats.QA_MANIFEST, manifest)
     return QABuildResult(out=cfg.out, counts=counts, manifest=manifest)

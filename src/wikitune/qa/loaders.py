@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from wikitune import formats
 from wikitune.errors import WikituneError
@@ -50,21 +50,41 @@ class QASet:
         return counts
 
 
-def _load_jaqket(path: Path, keep: str | None) -> list[QAItem]:
+def _load_rows(path: Path, what: str, to_record: Callable[[dict], dict | None]) -> list[QAItem]:
+    """The questions of a JSONL file whose rows `to_record` turns into QA records (None = skip the row);
+    a row it cannot read, or a record of the wrong shape, is an error naming file:line."""
     items = []
-    for _line_no, row in formats.iter_jsonl(path, "a JAQKET file has one JSON object per line"):
-        domain = "anime" if row.get("anime_keywords") else "control"
-        if keep and domain != keep:
-            continue
-        items.append(QAItem(
-            id=f"jaqket:{row['id']}", question=row["question"], answer=row["answer"],
-            domain=domain, split="test", choices=row.get("choices") or None,
-        ))
+    for line_no, row in formats.iter_jsonl(path, what):
+        where = f"{path}:{line_no}"
+        try:
+            record = to_record(row)
+        except KeyError as err:
+            raise WikituneError(f"{where}: a record lacks {err.args[0]}: {what}") from err
+        except (TypeError, ValueError, IndexError) as err:
+            raise WikituneError(f"{where}: a bad field ({err}): {what}") from err
+        if record is not None:
+            items.append(formats.qa_item_from_record(record, where))
     return items
 
 
+def _load_jaqket(path: Path, keep: str | None) -> list[QAItem]:
+    def record(row: dict) -> dict | None:
+        domain = "anime" if row.get("anime_keywords") else "control"
+        if keep and domain != keep:
+            return None
+        return {"id": f"jaqket:{row['id']}", "question": row["question"], "answer": row["answer"], "domain": domain,
+                "split": "test", "choices": row.get("choices") or None}
+
+    return _load_rows(path, "a JAQKET file has one JSON object per line", record)
+
+
 def _load_jsquad(path: Path) -> list[QAItem]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise formats.not_utf8(path, raw, err) from err
+    data = json.loads(text)
     items = []
     for article in data["data"]:
         for paragraph in article["paragraphs"]:
@@ -80,20 +100,19 @@ def _load_jsquad(path: Path) -> list[QAItem]:
 
 
 def _load_jcommonsenseqa(path: Path) -> list[QAItem]:
-    items = []
-    for _line_no, row in formats.iter_jsonl(path, "a JCommonsenseQA file has one JSON object per line"):
+    def record(row: dict) -> dict:
         choices = [row[f"choice{i}"] for i in range(5)]
-        items.append(QAItem(
-            id=f"jcommonsenseqa:{row['q_id']}", question=row["question"], answer=choices[int(row["label"])],
-            domain="control", split="test", choices=choices,
-        ))
-    return items
+        return {"id": f"jcommonsenseqa:{row['q_id']}", "question": row["question"], "answer": choices[int(row["label"])],
+                "domain": "control", "split": "test", "choices": choices}
+
+    return _load_rows(path, "a JCommonsenseQA file has one JSON object per line", record)
 
 
 def _sniff(path: Path) -> str:
-    """The format of a QA file, from its first record."""
-    with open(path, encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
+    """The format of a QA file, from its first record (bytes that are not UTF-8 are left to the loader,
+    whose error names their line)."""
+    with open(path, "rb") as f:
+        head = f.read(4096).decode("utf-8-sig", errors="replace").lstrip()
     if head.startswith('{"data"') or head.startswith('{\n') and '"data"' in head[:100]:
         return "jsquad"
     first = head.split("\n", 1)[0]
@@ -101,6 +120,8 @@ def _sniff(path: Path) -> str:
         row = json.loads(first)
     except json.JSONDecodeError:
         return "wikitune"  # let the wikitune loader give the line-numbered error
+    if not isinstance(row, dict):
+        return "wikitune"
     if "q_id" in row and "choice0" in row:
         return "jcommonsenseqa"
     if "anime_keywords" in row:
@@ -121,6 +142,8 @@ def load_qa_spec(spec: str) -> QASet:
     if not match:
         raise WikituneError(f"cannot read the QA spec {spec!r}: write [FORMAT:]PATH[:N][@DOMAIN]")
     fmt, path_s, limit, domain = match["fmt"], match["path"], match["limit"], match["domain"]
+    if limit is not None and int(limit) == 0:
+        raise WikituneError(f"the QA spec {spec!r} keeps 0 questions: N in PATH:N must be 1 or more")
     if fmt and fmt not in FORMATS:  # e.g. a Windows drive letter or a path with a colon
         path_s, fmt = f"{fmt}:{path_s}", None
     if fmt == "builtin":
@@ -147,6 +170,8 @@ def load_qa_spec(spec: str) -> QASet:
                 raise
             raise WikituneError(f"{path} is not a {fmt} QA file (missing or bad field {err})") from err
         name = path.stem if fmt == "wikitune" else f"{fmt}:{path.name}"
+        if not items:  # e.g. jaqket-anime: of a file without anime rows; a run over zero questions proves nothing
+            raise WikituneError(f"{path} holds no questions (read as {fmt})")
     if limit:
         items = items[: int(limit)]
     if domain:

@@ -134,8 +134,9 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
             run_extract(ExtractConfig(dump=str(src.dump_path()), out=out, roots=list(src.roots), depth=src.depth,
                                       exclude=list(src.exclude)))
         else:
+            # A stage handed back its partial directory (resume) continues the crawl; a fresh one starts over.
             run_crawl(CrawlConfig(roots=list(src.roots), out=out, api=src.api, depth=src.depth,
-                                  exclude=list(src.exclude), contact=src.contact))
+                                  exclude=list(src.exclude), contact=src.contact, restart=not resume))
         formats.write_json(out / "stats.json", corpus_stats(out, expect=expect))
 
     stages.append(Stage("corpus", corpus, {"source": dataclasses.asdict(src), "dump": _file_fingerprint(src.dump_path()),

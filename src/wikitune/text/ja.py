@@ -5,6 +5,9 @@
     >>> bracketless("星海のアルカディア（テレビアニメ）")
     '星海のアルカディア'
 
+`document_sentences` and `contains_term` find a fact stated in running text (the unseen set's
+leak check in `wikitune.qa.build`).
+
 `normalize_answer` follows the AIO (JAQKET) scorer's idea, NFKC + case + width + whitespace, and
 goes further where short Japanese answers differ only in spelling: long-vowel and dash variants
 (ー ｰ － ‐ — ―) become one mark, tilde variants (～ 〜 ~) one tilde, brackets and quotes
@@ -69,6 +72,34 @@ def bracketless(text: str) -> str:
 def split_sentences(text: str) -> list[str]:
     """Sentences of Japanese prose, split after 。！？ (kept), blank ones dropped."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def document_sentences(text: str) -> list[str]:
+    """Sentences of a plain-text article: each line (a paragraph, heading, list item or table row) split after 。！？.
+
+    A heading or a table row has no 。 of its own; splitting lines first keeps it from being glued
+    to the sentence that follows it.
+    """
+    return [s for line in text.splitlines() for s in split_sentences(line)]
+
+
+def contains_term(text: str, term: str) -> bool:
+    """True when `term` occurs in `text` (both `normalize_answer` forms), not as part of a longer number.
+
+    "3話" occurs in "全3話が発売" but not in "全13話": a term that starts or ends with a digit
+    must not touch another digit there.
+    """
+    if not term:
+        return False
+    start = text.find(term)
+    while start != -1:
+        end = start + len(term)
+        before_ok = not (term[0].isdigit() and start > 0 and text[start - 1].isdigit())
+        after_ok = not (term[-1].isdigit() and end < len(text) and text[end].isdigit())
+        if before_ok and after_ok:
+            return True
+        start = text.find(term, start + 1)
+    return False
 
 
 def char_ngrams(text: str, n: int = 2) -> list[str]:

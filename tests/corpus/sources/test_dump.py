@@ -8,7 +8,10 @@ import random
 import tracemalloc
 from pathlib import Path
 
-from wikitune.corpus.sources.dump import DumpReader
+import pytest
+
+from wikitune.corpus.sources.dump import DumpReader, check_dump
+from wikitune.errors import WikituneError
 
 from tests.conftest import shared_file
 
@@ -127,13 +130,58 @@ def test_cut_inside_a_page_drops_only_that_page(tmp_path):
     assert reader.truncation.open_page and reader.truncation.byte_offset == len(cut)
 
 
-def test_malformed_xml_midway_keeps_earlier_pages(tmp_path):
-    bad = "  <page><title>壊れた</tit></page>\n"
+def test_malformed_page_midway_is_named_and_skipped_and_later_pages_are_read(tmp_path):
+    bad = "  <page><title>壊れた</title><ns>0</ns><id>9</id><revision><text>x</tex></revision></page>\n"
+    data = dump_xml(PAGES[:2] + [bad] + PAGES[2:]).encode()
     path = tmp_path / "bad.xml"
-    path.write_text(dump_xml(PAGES[:2] + [bad] + PAGES[2:]), encoding="utf-8")
+    path.write_bytes(data)
+    reader, pages = read(path, chunk_bytes=100)  # small chunks: pages straddle chunk boundaries
+    assert [p.title for p in pages] == ["アニメ", "Fate/Zero", "カテゴリ:アニメ", "旧名"]
+    assert reader.truncation is None
+    [skipped] = reader.bad_pages
+    assert skipped.title == "壊れた" and skipped.byte_offset == data.index("<page><title>壊れた".encode())
+    assert "mismatched tag" in skipped.reason and f"byte {skipped.byte_offset}" in str(skipped)
+
+
+def test_one_invalid_byte_skips_only_its_page(tmp_path):
+    data = dump_xml(PAGES).encode()
+    at = data.index("本文 &lt;ref&gt;".encode())
+    data = data[:at] + b"\xff" + data[at:]  # not UTF-8: the XML of this page is not well-formed
+    path = tmp_path / "byte.xml.bz2"
+    path.write_bytes(bz2.compress(data))
+    reader, pages = read(path, chunk_bytes=64)
+    assert [p.title for p in pages] == ["アニメ", "カテゴリ:アニメ", "旧名"]
+    assert reader.truncation is None and reader.pages_read == 3
+    [skipped] = reader.bad_pages
+    page_start = data.rindex(b"<page>", 0, at)
+    assert (skipped.title, skipped.byte_offset) == ("Fate/Zero", page_start)
+    assert "not well-formed" in skipped.reason
+
+
+def test_a_page_left_open_is_skipped_up_to_the_next_page(tmp_path):
+    unclosed = PAGES[1].replace("</page>", "")
+    data = dump_xml([PAGES[0], unclosed, PAGES[2]]).encode()
+    path = tmp_path / "open.xml"
+    path.write_bytes(data)
     reader, pages = read(path)
-    assert [p.title for p in pages] == ["アニメ", "Fate/Zero"]
-    assert "malformed XML at line" in reader.truncation.reason
+    assert [p.title for p in pages] == ["アニメ", "カテゴリ:アニメ"] and reader.truncation is None
+    assert [(b.title, b.byte_offset) for b in reader.bad_pages] == [("Fate/Zero", data.index("<page>\n    <title>Fate/Zero".encode()))]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"  \n", "is empty"),
+    (b"hello, world\n", "is not XML"),
+    (b"-- MySQL dump 10.19\n\nCREATE TABLE `categorylinks` (\n", "is an SQL dump"),
+    (b"<html><body>not a dump</body></html>", "root element is <html>"),
+])
+def test_files_that_are_not_dumps_are_errors(tmp_path, content, message):
+    path = tmp_path / "dump.xml.gz"
+    path.write_bytes(gzip.compress(content))
+    with pytest.raises(WikituneError, match=message):
+        check_dump(path)
+    with pytest.raises(WikituneError, match=message):
+        list(DumpReader(path))
 
 
 def test_truncated_bz2_stream(tmp_path):
@@ -155,7 +203,7 @@ def test_page_without_id_is_reported_not_fatal(tmp_path):
     path.write_text(dump_xml([PAGES[0], broken, PAGES[2]]), encoding="utf-8")
     reader, pages = read(path)
     assert [p.pageid for p in pages] == [1, 3]
-    assert len(reader.bad_pages) == 1 and "Fate/Zero" in reader.bad_pages[0]
+    assert [b.title for b in reader.bad_pages] == ["Fate/Zero"] and "has no <id>" in reader.bad_pages[0].reason
 
 
 def _peak_bytes(path: Path) -> int:

@@ -8,15 +8,21 @@
 Reads plain XML, `.bz2` (multistream files are concatenated bz2 streams, which `bz2` reads as
 one), `.gz`, export-0.10 and 0.11 (namespace URIs are ignored), and a bare `<page>` file with no
 `<mediawiki>` wrapper. A dump that ends early (the shared 2022 excerpt stops without
-`</mediawiki>`) or turns malformed yields every complete page before the cut and records where
-it stopped in `truncation`; it never raises for that.
+`</mediawiki>`) yields every complete page before the cut and records where it stopped in
+`truncation`. A malformed page (an invalid byte, a broken tag) is skipped and recorded in
+`bad_pages` with its byte offset and title, and the pages after it are read: the stream is cut
+into pages at their `<page>`/`</page>` tags and each page is parsed on its own. A file that is
+not a MediaWiki export at all (empty, an SQL dump, not XML, another root element) raises
+WikituneError.
 """
 
 from __future__ import annotations
 
 import bz2
 import gzip
+import html
 import io
+import re
 import queue
 import threading
 import xml.etree.ElementTree as ET
@@ -211,6 +217,64 @@ class _ReadAhead:
         self._stream.close()
 
 
+@dataclass
+class BadPage:
+    """A page whose XML is malformed: skipped, and named where it starts."""
+
+    byte_offset: int
+    title: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.title!r} at byte {self.byte_offset} of the XML: {self.reason}"
+
+
+# Tags as bytes: inside a MediaWiki export a raw `<` only ever starts markup (text escapes it as
+# `&lt;`), so `<page>` and `</page>` split the stream into pages without parsing it.
+_PAGE_START = re.compile(rb"<page[\s>]")
+_PAGE_END = re.compile(rb"</page\s*>")
+_TITLE = re.compile(rb"<title>(.*?)</title>", re.S)
+_SQL_HINTS = (b"-- MySQL dump", b"-- MariaDB dump", b"INSERT INTO", b"CREATE TABLE", b"DROP TABLE", b"/*!40")
+HEAD_BYTES = 1 << 16
+
+
+def check_dump_head(head: bytes, path: Path) -> None:
+    """Fail on a file that is plainly not a MediaWiki XML export, from its first bytes.
+
+    Raises:
+        WikituneError: an empty file, an SQL dump, a file that is not XML, or XML whose root
+            element is neither <mediawiki> nor <page>.
+    """
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not text:
+        raise WikituneError(f"dump {path} is empty; give a pages-articles XML dump (.xml, .xml.bz2, .xml.gz)")
+    if any(hint in text[:4096] for hint in _SQL_HINTS):
+        raise WikituneError(
+            f"dump {path} is an SQL dump, not the XML pages-articles dump; SQL dumps go to "
+            f"--categorylinks, --page and --linktarget"
+        )
+    if not text.startswith(b"<"):
+        raise WikituneError(f"dump {path} is not XML (it starts with {text[:20]!r}); give a pages-articles XML dump")
+    parser = ET.XMLPullParser(events=("start",))
+    try:
+        parser.feed(text)
+        root = next((_local(elem.tag) for _event, elem in parser.read_events()), None)
+    except ET.ParseError as err:
+        raise WikituneError(f"dump {path} is not well-formed XML at its start ({err})") from err
+    if root is not None and root not in ("mediawiki", "page"):
+        raise WikituneError(f"dump {path} is not a MediaWiki XML export: its root element is <{root}>, not <mediawiki>")
+
+
+def check_dump(path: Path) -> None:
+    """`check_dump_head` on the first decompressed bytes of the file at `path`."""
+    with open_dump(path) as stream:
+        try:
+            head = stream.read(HEAD_BYTES)
+        except (EOFError, OSError) as err:
+            raise WikituneError(f"dump {path} cannot be decompressed: {err}") from err
+    check_dump_head(head, path)
+
+
 class DumpReader:
     """Iterate over the pages of one XML dump; see the module docstring."""
 
@@ -221,89 +285,98 @@ class DumpReader:
         self.truncation: Truncation | None = None
         self.bytes_read = 0
         self.pages_read = 0
-        self.bad_pages: list[str] = []
+        self.bad_pages: list[BadPage] = []
 
     def __iter__(self) -> Iterator[Page]:
-        parser = ET.XMLPullParser(events=("start", "end"))
-        state = _ParseState()
+        buf = bytearray()
+        base = 0  # offset of buf[0] in the decompressed XML
+        header: bool | None = None  # None until the header (what precedes the first <page>) is read
+        root: str | None = None
+        last_title: str | None = None
         with _ReadAhead(open_dump(self.path), self.chunk_bytes) as chunks:
             while True:
+                cut = None
                 try:
                     chunk = chunks.read()
                 except (EOFError, OSError) as err:
-                    # A cut .bz2/.gz: keep everything that decompressed cleanly.
-                    self._stop(f"compressed stream cut: {err}", state)
+                    cut, chunk = f"compressed stream cut: {err}", b""
+                buf += chunk
+                self.bytes_read += len(chunk)
+                eof = not chunk
+                pos = 0
+                if header is None:
+                    first = _PAGE_START.search(buf)
+                    if first is None and not eof:
+                        if len(buf) - len(chunk) < HEAD_BYTES <= len(buf):
+                            check_dump_head(bytes(buf[:HEAD_BYTES]), self.path)  # not XML: fail before reading it all
+                        continue  # the header is small: <siteinfo> only
+                    end = first.start() if first else len(buf)
+                    root = self._read_header(bytes(buf[:end]), page_follows=first is not None)
+                    header, pos = True, end
+                while (start := _PAGE_START.search(buf, pos)) is not None:
+                    close = _PAGE_END.search(buf, start.end())
+                    stop = close.start() if close else len(buf)
+                    after = _PAGE_START.search(buf, start.end(), stop)
+                    if after is not None:  # a page that never closes before the next one starts
+                        self._bad(bytes(buf[start.start():after.start()]), base + start.start(), "no </page> before the next <page>")
+                        pos = after.start()
+                        continue
+                    if close is None:
+                        break  # the rest of the page is in the next chunk
+                    page = self._parse(bytes(buf[start.start():close.end()]), base + start.start())
+                    pos = close.end()
+                    if page is not None:
+                        last_title = page.title
+                        self.pages_read += 1
+                        yield page
+                if eof:
+                    self._finish(bytes(buf[pos:]), root, cut, last_title)
                     return
-                try:
-                    if chunk:
-                        parser.feed(chunk)
-                        chunk_start = self.bytes_read
-                        self.bytes_read += len(chunk)
-                    else:
-                        parser.close()
-                    # read_events raises the parse error only after yielding every event before it,
-                    # so the pages completed before a fault are still delivered.
-                    for event, elem in parser.read_events():
-                        page = self._handle(event, elem, state)
-                        if page is not None:
-                            yield page
-                except ET.ParseError as err:
-                    if not chunk:
-                        reason = "the XML is not closed: no end tag for <%s>" % (state.open_tags[-1] if state.open_tags else "?")
-                    else:
-                        line, column = err.position
-                        reason = (
-                            f"malformed XML at line {line}, column {column}, "
-                            f"in bytes {chunk_start}-{self.bytes_read}"
-                        )
-                        self.bytes_read = chunk_start
-                    self._stop(reason, state)
-                    return
-                if not chunk:
-                    return
+                del buf[:pos]
+                base += pos
 
-    def _handle(self, event: str, elem: ET.Element, state: "_ParseState") -> Page | None:
-        name = _local(elem.tag)
-        if event == "start":
-            if state.root is None:
-                state.root = elem
-            state.open_tags.append(name)
-            return None
-        state.open_tags.pop()
-        if name == "siteinfo":
-            self.siteinfo = _parse_siteinfo(elem)
-            elem.clear()
-        elif name == "page":
-            page = self._page_or_none(elem)
-            # Drop the finished page from the tree, or memory grows with the dump.
-            # The parser may already be inside the next page, so the finished one need not be last.
-            elem.clear()
-            if state.root is not None and elem is not state.root:
-                try:
-                    state.root.remove(elem)
-                except ValueError:
-                    pass
-            if page is not None:
-                state.last_title = page.title
-                self.pages_read += 1
-            return page
+    def _read_header(self, head: bytes, page_follows: bool) -> str | None:
+        """Check the XML before the first page and read its <siteinfo>; returns the root tag."""
+        if head.strip() or not page_follows:  # a bare <page> file has no header at all
+            check_dump_head(head, self.path)
+        parser = ET.XMLPullParser(events=("start", "end"))
+        root = None
+        try:
+            parser.feed(head)
+            for event, elem in parser.read_events():
+                if event == "start" and root is None:
+                    root = _local(elem.tag)
+                elif event == "end" and _local(elem.tag) == "siteinfo":
+                    self.siteinfo = _parse_siteinfo(elem)
+        except ET.ParseError as err:
+            raise WikituneError(f"dump {self.path}: malformed XML before the first <page> ({err})") from err
+        return root
+
+    def _parse(self, data: bytes, offset: int) -> Page | None:
+        try:
+            return _parse_page(ET.fromstring(data))
+        except ET.ParseError as err:
+            self._bad(data, offset, f"malformed XML ({err})")
+        except ValueError as err:
+            self._bad(data, offset, str(err))
         return None
 
-    def _page_or_none(self, elem: ET.Element) -> Page | None:
-        try:
-            return _parse_page(elem)
-        except ValueError as err:
-            title = _child_text(elem, "title") or "?"
-            self.bad_pages.append(f"{title}: {err}")
-            return None
+    def _bad(self, data: bytes, offset: int, reason: str) -> None:
+        match = _TITLE.search(data)
+        title = html.unescape(match.group(1).decode("utf-8", errors="replace")) if match else "?"
+        self.bad_pages.append(BadPage(offset, title, reason))
 
-    def _stop(self, reason: str, state: "_ParseState") -> None:
+    def _finish(self, tail: bytes, root: str | None, cut: str | None, last_title: str | None) -> None:
+        """At the end of the stream: record a truncation if the XML does not end where it should."""
+        open_page = _PAGE_START.search(tail) is not None
+        closed = root != "mediawiki" or re.search(rb"</mediawiki\s*>", tail) is not None
+        if cut is None and closed and not open_page:
+            return
+        if cut is not None:
+            reason = cut
+        elif open_page:
+            reason = "the XML ends inside a <page>"
+        else:
+            reason = "the XML is not closed: no end tag for <mediawiki>"
         # The caller reports it (once, even if it reads the dump twice).
-        self.truncation = Truncation(self.bytes_read, reason, state.last_title, "page" in state.open_tags)
-
-
-@dataclass
-class _ParseState:
-    root: ET.Element | None = None
-    open_tags: list[str] = field(default_factory=list)
-    last_title: str | None = None
+        self.truncation = Truncation(self.bytes_read, reason, last_title, open_page)
