@@ -46,6 +46,7 @@ from wikitune.gptoss.harmony import (
     render_with_chat_template,
 )
 from wikitune.gptoss.model import TINY, is_run_dir, load_model_and_tokenizer, resolve_adapter
+from wikitune.outputs import OutputLock
 from wikitune.qa.loaders import load_qa_sets
 from wikitune.split import DEFAULT_HELDOUT_FRACTION
 
@@ -275,6 +276,25 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
     """
     out = Path(cfg.output_dir)
     items = [(qa_set.name, item) for qa_set in load_qa_sets(cfg.qa) for item in qa_set.items]
+    _check_eval_dir(out)
+    with OutputLock(out):  # a second eval into the same directory stops at once, naming this one
+        return _answer_and_score(cfg, out, items, backend)
+
+
+def _check_eval_dir(out: Path) -> None:
+    """Refuse a directory that is not ours: not empty and without an eval run's config, or a training run."""
+    if out.exists() and not out.is_dir():
+        raise WikituneError(f"{out} exists and is not a directory; choose a new output_dir")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if (out / formats.METRICS).is_file():
+        raise WikituneError(f"{out} holds a training run; write the evaluation into its own output_dir")
+    if not (out / formats.RUN_CONFIG).is_file():
+        raise WikituneError(f"{out} is not empty and holds no wikitune run (no {formats.RUN_CONFIG}); nothing was "
+                            "changed: choose an empty or new output_dir")
+
+
+def _answer_and_score(cfg: QAEvalConfig, out: Path, items: list, backend: Any) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out / formats.RUN_CONFIG)
 

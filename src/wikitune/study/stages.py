@@ -39,6 +39,7 @@ from wikitune.errors import WikituneError
 from wikitune.evaluate.run import QAEvalConfig, run_eval
 from wikitune.formats import read_articles
 from wikitune.gptoss.model import TINY, train_bpe_tokenizer
+from wikitune.outputs import OutputLock, check_owned, stamp
 from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.split import split_articles
 from wikitune.study.cache import Stage, StageResult, Study
@@ -60,9 +61,9 @@ CODE = {
     "eval": ["wikitune.evaluate.run"],
 }
 
-# Keys of each section that the study sets for every stage from its top-level settings; a section
-# may not set them (the study's value would silently win).
 _QA_FILES = (formats.QA_TRAIN, formats.QA_TEST, formats.QA_UNSEEN)
+STUDY_KIND = "study"
+STUDY_CONFIG = "study.yaml"
 
 
 def _file_fingerprint(path: Path | None) -> dict[str, Any] | None:
@@ -225,11 +226,16 @@ def run_study(cfg: StudyConfig, force: list[str] | None = None, progress: Callab
     """
     stages = build_stages(cfg)
     root = Path(cfg.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    write_config(cfg, root / "study.yaml")
-    say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
-    results = Study(root, progress=say).run(stages, force=force or [])
-    say("report: writing")
-    report = write_report(root)
-    say(f"report: {report}")
+    # A study directory is ours if its manifest says so (or, made before manifests, it has study.yaml).
+    if not (root / STUDY_CONFIG).is_file():
+        check_owned(root, STUDY_KIND, manifest=formats.MANIFEST)
+    with OutputLock(root):  # a second `wikitune run` into this study stops at once, naming this one
+        root.mkdir(parents=True, exist_ok=True)
+        formats.write_json(root / formats.MANIFEST, stamp({"output_dir": str(root)}, STUDY_KIND))
+        write_config(cfg, root / STUDY_CONFIG)
+        say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+        results = Study(root, progress=say).run(stages, force=force or [])
+        say("report: writing")
+        report = write_report(root)
+        say(f"report: {report}")
     return results, report

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from wikitune import formats
 from wikitune.config import write_config
 from wikitune.errors import WikituneError
+from wikitune.outputs import OutputLock
 from wikitune.gptoss.model import (TINY, TinyGptOssConfig, check_quantization, load_model_and_tokenizer, load_tokenizer,
                                    train_bpe_tokenizer)
 from wikitune.train.lora import LoraSettings, apply_lora, continue_adapter
@@ -240,10 +241,42 @@ def _replaced(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + ".replaced")
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a directory that is not empty and holds no wikitune run (no config.yaml): it is not ours.
+
+    Raises:
+        WikituneError: `run_dir` is a file, or a non-empty directory without a run's config.yaml.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise WikituneError(f"{run_dir} exists and is not a directory; choose a new output_dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / formats.RUN_CONFIG).is_file() \
+            and not last_complete_checkpoint(run_dir):
+        raise WikituneError(f"{run_dir} is not empty and holds no wikitune run (no {formats.RUN_CONFIG}); nothing was "
+                            "changed: choose an empty or new output_dir")
+
+
 @contextmanager
 def keep_replaced_run_until_success(run_dir: Path):
-    """Around a run with overwrite=true: drop the old run when the new one succeeds, restore it if not."""
+    """Around a whole training run: the directory is checked to be ours and locked (`OUTPUT.lock`
+    beside it, by the main process: a second run into it stops at once, naming the holder); with
+    overwrite=true the old run is dropped when the new one succeeds and restored if not; a run
+    that fails before its first checkpoint leaves nothing behind."""
     run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    # Under `accelerate launch` every process runs this; only the main one (rank 0) holds the lock.
+    lock = OutputLock(run_dir) if int(os.environ.get("RANK", "0")) == 0 else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        with _restore_on_failure(run_dir):
+            yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+@contextmanager
+def _restore_on_failure(run_dir: Path):
     backup = _replaced(run_dir)
     before = set(os.listdir(run_dir)) if run_dir.is_dir() else None
     try:
@@ -393,7 +426,7 @@ class Trained:
 
 
 def train(cfg: TrainSettings, model: Any, rows: Any, eval_rows: Any, collate: Callable, resume_from: str | None,
-          tokens_per_step: Callable[[int], int] | None, callbacks: list | None = None) -> Trained:
+          tokens_per_step: Callable[[int], int] | None, callbacks: list | None = None, *, shuffle: bool = True) -> Trained:
     """Train `model` on `rows` (a datasets.Dataset) with the Trainer; validate on `eval_rows` every
     `cfg.eval_steps` and at the end; log to RUN/metrics.jsonl.
 
@@ -406,6 +439,8 @@ def train(cfg: TrainSettings, model: Any, rows: Any, eval_rows: Any, collate: Ca
         tokens_per_step: tokens of one optimizer step, given the world size, when every row is
             full (CPT's packed blocks); None: the Trainer counts the non-padding tokens (SFT).
         callbacks: extra transformers TrainerCallbacks (tests use one to simulate a kill).
+        shuffle: draw the rows in a seeded random order (the default); False: in their order
+            (a curriculum such as CPT's `order: qa-first`).
     """
     import torch
     from transformers import Trainer, TrainingArguments
@@ -419,7 +454,7 @@ def train(cfg: TrainSettings, model: Any, rows: Any, eval_rows: Any, collate: Ca
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup,
         weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         optim=resolve_optim(cfg.optim), bf16=use_bf16(cfg.bf16),
-        seed=cfg.seed, data_seed=cfg.seed,
+        seed=cfg.seed, data_seed=cfg.seed, train_sampling_strategy="random" if shuffle else "sequential",
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if eval_rows is not None else "no", eval_steps=cfg.eval_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
