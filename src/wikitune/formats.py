@@ -413,3 +413,47 @@ def read_documents(aug_dir: str | Path) -> list[Document]:
 def write_documents(path: str | Path, documents: Iterable[Document]) -> int:
     """Write documents as JSONL (`AUG_DIR/documents.jsonl`); returns the number written."""
     return write_jsonl(path, (document.to_json() for document in documents))
+
+
+# ---- plain text documents (CPT replay) -----------------------------------------------------------
+
+TEXT_DOCUMENT_SUFFIXES = (".txt", ".jsonl")
+
+
+def read_text_documents(path: str | Path) -> list[str]:
+    """The documents of a plain text file: `.txt` = documents separated by an empty line,
+    `.jsonl` = the `text` string of each object (one document per line). Blank documents are
+    skipped.
+
+    Raises:
+        WikituneError: a missing file, another suffix, a line that is not UTF-8, or a JSONL
+            record without a `text` string (named by file:line).
+    """
+    path = Path(path)
+    if path.suffix not in TEXT_DOCUMENT_SUFFIXES:
+        raise WikituneError(f"{path}: a text file must end in .txt (documents separated by an empty line) "
+                            "or .jsonl (one {\"text\": ...} object per line)")
+    if path.suffix == ".jsonl":
+        out = []
+        for line_no, record in iter_jsonl(path, 'one {"text": ...} object per line'):
+            if not isinstance(record.get("text"), str):
+                raise WikituneError(f"{path}:{line_no}: a record needs a \"text\" string, got {json_kind(record.get('text'))}")
+            out.append(record["text"])
+        return [t for t in out if t.strip()]
+    if not path.is_file():
+        raise WikituneError(f"{path} does not exist: a text file of documents separated by an empty line")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, data, err) from err
+    documents, current = [], []
+    for line in text.splitlines():
+        if line.strip():
+            current.append(line)
+        elif current:
+            documents.append("\n".join(current))
+            current = []
+    if current:
+        documents.append("\n".join(current))
+    return documents

@@ -142,3 +142,36 @@ def test_report_in_headless_chromium(study):
     assert len(images) == 3 and all(ok for _, ok in images), images
     assert runs == ["eval-base", "eval-cpt"]
     assert dialogs == "function"
+
+
+def test_results_json_has_paired_rows_in_the_comparison_schema(study):
+    import jsonschema
+
+    from wikitune import formats
+
+    data = json.loads((study / "report" / "results.json").read_text(encoding="utf-8"))
+    jsonschema.validate(data, formats.schema("comparison"))
+    assert data["runs"] == ["base", "cpt"]
+    own = {(r["run"], r["domain"]): r for r in data["rows"] if r["vs"] is None and r["metric"] == "exact_match"}
+    assert own[("base", "anime")]["mean"] == 0.25 and own[("cpt", "anime")]["mean"] == 0.75
+    diff = {r["domain"]: r for r in data["rows"] if r["vs"] == "base" and r["metric"] == "exact_match"}
+    assert diff["anime"]["run"] == "cpt" and diff["anime"]["mean"] == 0.5 and diff["anime"]["n"] == 4
+    assert diff["control"]["mean"] == 0.0 and diff["control"]["ci_low"] == diff["control"]["ci_high"] == 0.0
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert "cpt − base" in md and "n=4" in md
+
+
+def test_every_recipe_is_compared_with_base_and_raw_cpt(tmp_path):
+    from wikitune.study.report import Artifacts, study_comparison
+
+    def records(correct):
+        return [{"id": f"q{i}", "domain": "anime", "scores": {"exact_match": int(i < correct), "char_f1": float(i < correct)},
+                 "flags": []} for i in range(6)]
+
+    art = Artifacts(root=tmp_path, evals={name: {"summary": {}, "results": records(k)} for name, k in
+                                          [("eval-base", 0), ("eval-raw-cpt", 1), ("eval-facts-cpt", 5), ("eval-rag", 3)]})
+    pairs = {(r["run"], r["vs"]) for r in study_comparison(art)["rows"] if r["vs"]}
+    assert pairs == {("raw-cpt", "base"), ("facts-cpt", "base"), ("rag", "base"), ("facts-cpt", "raw-cpt"), ("rag", "raw-cpt")}
+    best = next(r for r in study_comparison(art)["rows"]
+                if (r["run"], r["vs"], r["metric"]) == ("facts-cpt", "raw-cpt", "exact_match"))
+    assert round(best["mean"], 6) == round(4 / 6, 6) and best["ci_low"] > 0

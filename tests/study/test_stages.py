@@ -47,8 +47,8 @@ def study(tmp_path_factory) -> Path:
 
 def test_every_artifact_exists(study):
     for name in ["corpus/manifest.json", "corpus/stats.json", "qa/train.jsonl", "qa/test.jsonl", "qa/unseen.jsonl",
-                 "tokenizer/tokenizer.json", "cpt/adapter", "cpt/metrics.jsonl", "cpt/lora_coverage.json",
-                 "cpt-sft/adapter", "sft-only/adapter", "report/index.html", "report/report.md", "study.yaml"]:
+                 "tokenizer/tokenizer.json", "raw-cpt/adapter", "raw-cpt/metrics.jsonl", "raw-cpt/lora_coverage.json",
+                 "raw-cpt-sft/adapter", "sft-only/adapter", "report/index.html", "report/report.md", "study.yaml"]:
         assert (study / name).exists(), name
     for run in ALL_RUNS:
         assert (study / f"eval-{run}" / "summary.json").is_file() and (study / f"eval-{run}" / "results.jsonl").is_file()
@@ -80,7 +80,7 @@ def test_report_numbers_equal_the_summaries(study):
             assert (mean, low, high) == (round(s["mean"], 3), round(s["ci95"][0], 3), round(s["ci95"][1], 3))
             checked += 1
     assert checked >= 20
-    ppl = {run: json.loads((study / f"eval-{run}" / "summary.json").read_text())["perplexity"] for run in ("base", "cpt")}
+    ppl = {run: json.loads((study / f"eval-{run}" / "summary.json").read_text())["perplexity"] for run in ("base", "raw-cpt")}
     assert all(ppl.values())  # held-out perplexity of base vs CPT is measured
 
 
@@ -94,7 +94,7 @@ def test_changed_sft_setting_reruns_sft_and_its_evaluations_only(study, tmp_path
     shutil.copytree(study, copy)
     results, _ = run_study(small_config(copy, "sft.learning_rate=0.001"), progress=quiet)
     ran = {name for name, r in results.items() if r.status == "ran"}
-    assert ran == {"cpt-sft", "sft-only", "eval-cpt-sft", "eval-sft-only"}
+    assert ran == {"raw-cpt-sft", "sft-only", "eval-raw-cpt-sft", "eval-sft-only"}
 
 
 def test_stage_list_follows_the_config(tmp_path):
@@ -111,7 +111,7 @@ def test_killed_run_resumes(tmp_path):
     try:
         deadline = time.monotonic() + 300
         # Kill it once CPT has written a checkpoint: mid-stage, with earlier stages finished.
-        while last_complete_checkpoint(out / "cpt.partial") is None:
+        while last_complete_checkpoint(out / "raw-cpt.partial") is None:
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.2)
@@ -120,11 +120,11 @@ def test_killed_run_resumes(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert not (out / "cpt").exists() and (out / "corpus" / ".stage.json").exists()
+    assert not (out / "raw-cpt").exists() and (out / "corpus" / ".stage.json").exists()
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "corpus: up to date" in result.stderr and "cpt: running" in result.stderr
-    summary = json.loads((out / "cpt" / "summary.json").read_text())
+    assert "corpus: up to date" in result.stderr and "raw-cpt: running" in result.stderr
+    summary = json.loads((out / "raw-cpt" / "summary.json").read_text())
     assert summary["resumed_from"] and summary["steps"] == 40
     assert (out / "report" / "index.html").is_file()
 

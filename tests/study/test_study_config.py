@@ -69,12 +69,12 @@ def test_one_heldout_fraction_reaches_every_stage(tmp_path):
     stages = {s.name: s for s in _load_and_plan(tmp_path, "heldout_fraction=0.2")}
     fractions = {name: s.config["heldout_fraction"] for name, s in stages.items() if "heldout_fraction" in s.config}
     # qa, the tokenizer, CPT and every evaluation (perplexity on the held-out articles) read the study's value
-    assert set(fractions) >= {"qa", "tokenizer", "cpt", "eval-base", "eval-cpt", "eval-rag"}
+    assert set(fractions) >= {"qa", "tokenizer", "raw-cpt", "eval-base", "eval-raw-cpt", "eval-rag"}
     assert set(fractions.values()) == {0.2}
 
 
 def test_demo_settings_come_from_the_yaml_not_from_code(tmp_path):
     stages = {s.name: s for s in _load_and_plan(tmp_path)}
-    assert stages["cpt"].config["epochs"] == 60 and stages["cpt"].config["optim"] == "adamw_torch"
+    assert stages["raw-cpt"].config["epochs"] == 60 and stages["raw-cpt"].config["optim"] == "adamw_torch"
     stages = {s.name: s for s in _load_and_plan(tmp_path, "cpt.epochs=2")}
-    assert stages["cpt"].config["epochs"] == 2
+    assert stages["raw-cpt"].config["epochs"] == 2

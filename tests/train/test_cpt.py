@@ -75,6 +75,17 @@ def test_run_directory_artifacts(trained):
     assert record["tokens"] == record["step"] * 32 * 4
 
 
+def test_a_corpus_alone_is_a_one_source_mixture_in_the_summary(trained, repeated_corpus):
+    run, _ = trained
+    summary = json.loads((run / "summary.json").read_text())
+    config = (run / "config.yaml").read_text(encoding="utf-8")
+    assert f"corpus: {repeated_corpus}" in config and "data: null" in config and summary["corpus"] == str(repeated_corpus)
+    (source,) = summary["sources"]
+    assert source["source"] == "corpus" and source["fraction"] is None and source["share"] == 1.0
+    assert source["blocks"] == summary["train_blocks"] and source["tokens"] == summary["train_tokens"]
+    assert summary["train_tokens"] - summary["train_blocks"] * 32 < 32  # all but the tail shorter than a block
+
+
 def test_saved_adapter_reloads_to_identical_logits(trained):
     from wikitune.gptoss.model import load_model_and_tokenizer
 

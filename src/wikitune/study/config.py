@@ -24,8 +24,9 @@ from wikitune.gptoss.model import TINY
 from wikitune.qa.loaders import load_qa_spec
 from wikitune.split import DEFAULT_HELDOUT_FRACTION
 
-RUN_NAMES = ("base", "cpt", "sft-only", "cpt-sft", "rag")
-"""The models a study can evaluate: base, raw CPT, SFT alone, SFT on CPT, base + BM25 retrieval."""
+RUN_NAMES = ("base", "raw-cpt", "sft-only", "raw-cpt-sft", "rag")
+"""The models a study can evaluate: base, raw CPT (LoRA CPT on the articles as they are), SFT alone,
+SFT on raw CPT, base + BM25 retrieval. These names are the run names of `report/results.json`."""
 
 
 def demo_study_path() -> Path:
@@ -116,13 +117,13 @@ class StudyConfig:
     cpt: dict = field(default_factory=dict)
     """CPT settings (CPTConfig fields, except those the study sets)."""
     sft: dict = field(default_factory=dict)
-    """SFT settings (SFTConfig fields), used by both cpt-sft and sft-only."""
+    """SFT settings (SFTConfig fields), used by both raw-cpt-sft and sft-only."""
     eval: dict = field(default_factory=dict)
     """Evaluation settings (QAEvalConfig fields), used by every eval run."""
     eval_sets: list[str] = field(default_factory=lambda: ["qa:test.jsonl", "qa:unseen.jsonl@anime-unseen", "builtin:seed"])
     """QA specs; `qa:NAME` is a file of the study's qa stage. Others as `wikitune eval --qa`."""
     runs: list[str] = field(default_factory=lambda: list(RUN_NAMES))
-    """Which models to evaluate: base, cpt, sft-only, cpt-sft, rag."""
+    """Which models to evaluate: base, raw-cpt, sft-only, raw-cpt-sft, rag."""
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.runs if r not in RUN_NAMES]

@@ -23,11 +23,14 @@ from typing import Any
 from wikitune import formats
 from wikitune.corpus.stats import corpus_stats
 from wikitune.errors import WikituneError
+from wikitune.evaluate.compare import comparison_rows
 from wikitune.train.lora import COVERAGE_FILE
 
 REPORT_DIR = "report"
+RESULTS_JSON = "results.json"
+"""Machine-readable results beside the report: the comparison schema of `compare.json`."""
 # Evaluation runs in this order when their directory names say what they are; others follow by name.
-RUN_ORDER = ["eval-base", "eval-cpt", "eval-sft-only", "eval-cpt-sft", "eval-rag"]
+RUN_ORDER = ["eval-base", "eval-raw-cpt", "eval-sft-only", "eval-raw-cpt-sft", "eval-rag"]
 HEADLINE_SCORES = ["exact_match", "char_f1", "contains"]
 FLAGS = ["no_final", "loop_stopped", "truncated"]
 EXAMPLES_PER_DOMAIN = 5
@@ -189,6 +192,30 @@ def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), json.dumps(config, ensure_ascii=False) if isinstance(config, (list, dict)) else _fmt(config))]
 
 
+def _run_name(directory: str) -> str:
+    """A study's run name from its eval stage directory: `eval-raw-cpt` -> `raw-cpt`."""
+    return directory[len("eval-"):] if directory.startswith("eval-") else directory
+
+
+def study_comparison(art: Artifacts) -> dict[str, Any]:
+    """The study's comparison (DESIGN.md row schema): every run's own scores, every run vs `base`,
+    and every other run vs `raw-cpt` (the recipe the others must beat), paired over the questions
+    both answered. Written to `report/results.json`."""
+    results = {_run_name(name): e["results"] for name, e in art.evals.items()}
+    names = list(results)
+    pairs = [(run, "base") for run in names if run != "base" and "base" in results]
+    pairs += [(run, "raw-cpt") for run in names if run not in ("base", "raw-cpt") and "raw-cpt" in results]
+    if not pairs and len(names) > 1:  # not a study's names: everything against the first run, as `compare` does
+        pairs = [(run, names[0]) for run in names[1:]]
+    return comparison_rows(results, pairs)
+
+
+def _paired_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "–"
+    return f"{row['mean']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] n={row['n']}"
+
+
 def build_tables(art: Artifacts) -> dict[str, list[Table]]:
     """Every table of the report, grouped by section."""
     sections: dict[str, list[Table]] = {"Corpus": [], "Training": [], "Results": []}
@@ -242,19 +269,18 @@ def build_tables(art: Artifacts) -> dict[str, list[Table]]:
             ds = e["summary"].get("domains", {})
             rows.append([run] + [_score_cell(ds.get(d, {}).get("scores", {}).get(s)) for d in domains for s in score_names])
         sections["Results"].append(Table("Scores by run and domain (mean [95% bootstrap CI])", header, rows, "results"))
-        if len(art.evals) > 1:
-            first = next(iter(art.evals.values()))["summary"].get("domains", {})
-            diff_rows = []
-            for run, e in list(art.evals.items())[1:]:
-                ds = e["summary"].get("domains", {})
-                cells = []
-                for d in domains:
-                    a = ds.get(d, {}).get("scores", {}).get(score_names[0]) if score_names else None
-                    b = first.get(d, {}).get("scores", {}).get(score_names[0]) if score_names else None
-                    cells.append(f"{a['mean'] - b['mean']:+.3f}" if a and b else "–")
-                diff_rows.append([run] + cells)
-            if score_names:
-                sections["Results"].append(Table(f"{score_names[0]}: difference to {next(iter(art.evals))}", ["run"] + domains, diff_rows))
+        comparison = study_comparison(art)
+        headline = score_names[0] if score_names else None
+        pair_rows = []
+        pairs = list(dict.fromkeys((r["run"], r["vs"]) for r in comparison["rows"] if r["vs"] is not None))
+        for run, vs in pairs:
+            cells = {r["domain"]: r for r in comparison["rows"]
+                     if r["run"] == run and r["vs"] == vs and r["metric"] == headline}
+            pair_rows.append([f"{run} − {vs}"] + [_paired_cell(cells.get(d)) for d in domains])
+        if pair_rows:
+            sections["Results"].append(Table(
+                f"{headline}: paired difference (mean [95% paired bootstrap CI] n, over the questions both answered)",
+                ["run − vs", *domains], pair_rows, "paired"))
         flag_rows = []
         for run, e in art.evals.items():
             for d, s in e["summary"].get("domains", {}).items():
@@ -339,6 +365,8 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     for old in out.glob("*.png"):
         old.unlink()
     sections = build_tables(art)
+    if art.evals:
+        formats.write_json(out / RESULTS_JSON, study_comparison(art))
     images: dict[str, list[Path]] = {"Training": [], "Results": []}
     for name, train in art.training.items():
         plot = _plot_losses(name, train["metrics"], out)

@@ -10,11 +10,11 @@ Stages, each a directory of the study (see `wikitune.study.cache` for the cachin
     qa           QA pairs from the corpus: train.jsonl, test.jsonl, unseen.jsonl
     tokenizer    tiny-gpt-oss only: a byte-level BPE trained on the training articles
     cpt          continued pre-training (LoRA) on the corpus
-    cpt-sft      SFT on top of the CPT adapter
+    raw-cpt-sft  SFT on top of the raw CPT adapter
     sft-only     SFT from the base model: the control that isolates what CPT added
-    eval-base, eval-cpt, eval-sft-only, eval-cpt-sft, eval-rag
+    eval-base, eval-raw-cpt, eval-sft-only, eval-raw-cpt-sft, eval-rag
                  the QA sets answered by each model (eval-rag: the base model with BM25 passages);
-                 eval-base and eval-cpt also measure perplexity on the held-out articles
+                 eval-base and eval-raw-cpt also measure perplexity on the held-out articles
     report       report/index.html and report/report.md, rebuilt from the artifacts every time
 
 Every stage's settings come from one YAML (`StudyConfig`); a key changed there reruns that stage
@@ -181,24 +181,24 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
     want = set(cfg.runs)
     cpt_cfg = _section(CPTConfig, "cpt", cfg.cpt, {**model_settings, "corpus": str(root / "corpus"),
                                                    "heldout_fraction": cfg.heldout_fraction})
-    if want & {"cpt", "cpt-sft"}:
-        stages.append(Stage("cpt", trainer("cpt", cpt_cfg), _settings(cpt_cfg), deps=["corpus", *model_deps], code=CODE["cpt"]))
+    if want & {"raw-cpt", "raw-cpt-sft"}:
+        stages.append(Stage("raw-cpt", trainer("cpt", cpt_cfg), _settings(cpt_cfg), deps=["corpus", *model_deps], code=CODE["cpt"]))
     sft_study = {**model_settings, "qa": str(root / "qa" / formats.QA_TRAIN), "eval_qa": str(root / "qa" / formats.QA_TEST)}
-    for name, adapter, deps in (("cpt-sft", str(root / "cpt"), ["qa", "cpt"]), ("sft-only", None, ["qa"])):
+    for name, adapter, deps in (("raw-cpt-sft", str(root / "raw-cpt"), ["qa", "raw-cpt"]), ("sft-only", None, ["qa"])):
         sft_cfg = _section(SFTConfig, "sft", cfg.sft, {**sft_study, "adapter": adapter})
         if name in want:
             stages.append(Stage(name, trainer("sft", sft_cfg), _settings(sft_cfg), deps=[*deps, *model_deps], code=CODE["sft"]))
 
     # ---- evaluation -----------------------------------------------------------------------------
     sets = [_qa_spec(root, spec) for spec in cfg.eval_sets]
-    adapters = {"base": None, "cpt": "cpt", "sft-only": "sft-only", "cpt-sft": "cpt-sft", "rag": None}
+    adapters = {"base": None, "raw-cpt": "raw-cpt", "sft-only": "sft-only", "raw-cpt-sft": "raw-cpt-sft", "rag": None}
     for run_name in RUN_NAMES:
         adapter = adapters[run_name]
         eval_cfg = _section(QAEvalConfig, "eval", cfg.eval, {
             **model_settings, "qa": sets, "corpus": str(root / "corpus"), "heldout_fraction": cfg.heldout_fraction,
             "adapter": str(root / adapter) if adapter else None, "mode": "rag" if run_name == "rag" else "closed",
             # held-out perplexity: did CPT make unseen articles of the domain more predictable?
-            "perplexity": run_name in ("base", "cpt"), "resume": True})
+            "perplexity": run_name in ("base", "raw-cpt"), "resume": True})
         if run_name not in want:
             continue
 
