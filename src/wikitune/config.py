@@ -73,6 +73,13 @@ def _check_type(where: str, value: Any, hint: Any) -> Any:
             except WikituneError as err:
                 errors.append(str(err))
         raise WikituneError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise WikituneError(f"{where} must be a mapping, got {value!r}")
+        _key, item = typing.get_args(hint) or (str, Any)
+        return {str(k): _check_type(f"{where}.{k}", v, item) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value or {}, where)
     if origin is list:
         if not isinstance(value, list):
             raise WikituneError(f"{where} must be a list, got {value!r}")

@@ -39,6 +39,11 @@ def _load_and_plan(tmp_path: Path, *overrides: str):
     ("cpt.corpus=elsewhere", "cpt.corpus"),                     # a section setting what the study decides
     ("eval.heldout_fraction=0.3", "eval.heldout_fraction"),
     ("sft.seed=7", "sft.seed"),
+    ("recipes={mix: {data: [{corpus: study}, {augment: fatcs}]}}", "fatcs"),   # a recipe reading an augmentation that does not exist
+    ("recipes={mix: {data: [{qa: test}]}}", "qa: train"),                      # evaluation questions are never trained on
+    ("recipes={mix: {data: [{corpus: study}], ordr: qa-first}}", "recipes.mix.ordr"),
+    ("recipes={raw-cpt: {}}", "recipes.raw-cpt"),
+    ("runs=[base, fact-cpt]", "fact-cpt"),                                    # a run naming a recipe that does not exist
 ])
 def test_a_bad_setting_is_one_line_naming_the_key(tmp_path, override, named):
     with pytest.raises(WikituneError) as err:
@@ -78,3 +83,16 @@ def test_demo_settings_come_from_the_yaml_not_from_code(tmp_path):
     assert stages["raw-cpt"].config["epochs"] == 60 and stages["raw-cpt"].config["optim"] == "adamw_torch"
     stages = {s.name: s for s in _load_and_plan(tmp_path, "cpt.epochs=2")}
     assert stages["raw-cpt"].config["epochs"] == 2
+
+
+def test_a_recipe_adds_its_stages_in_order(tmp_path):
+    stages = _load_and_plan(tmp_path, "augment={facts: {method: facts, k: 2}}",
+                            "recipes={facts-cpt: {data: [{corpus: study}, {augment: facts, fraction: 0.5}], cpt: {epochs: 3}}}",
+                            "runs=[base, raw-cpt, facts-cpt, facts-cpt-sft]")
+    by_name = {s.name: s for s in stages}
+    assert [s.name for s in stages] == ["corpus", "qa", "tokenizer", "raw-cpt", "augment-facts", "facts-cpt", "facts-cpt-sft",
+                                        "eval-base", "eval-raw-cpt", "eval-facts-cpt", "eval-facts-cpt-sft"]
+    assert by_name["facts-cpt"].deps == ["corpus", "augment-facts", "tokenizer"]
+    assert by_name["facts-cpt"].config["epochs"] == 3 and by_name["raw-cpt"].config["epochs"] == 60
+    assert by_name["facts-cpt"].config["data"][1] == {"augment": "$STUDY/augment-facts/documents", "fraction": 0.5}
+    assert by_name["eval-facts-cpt-sft"].config["adapter"] == "$STUDY/facts-cpt-sft"

@@ -93,6 +93,42 @@ class SourceSettings:
 
 
 @dataclass
+class RecipeSettings:
+    """A knowledge-injection recipe: CPT on a declared data mixture, then (optionally) SFT.
+
+    Sources in `data` name the study's own outputs: `{corpus: study}` (the training articles),
+    `{augment: NAME}` (the study's `augment.NAME` stage), `{qa: train}` (the study's SFT QA as
+    harmony conversations, PIT-style), or a path for `replay` (general text, with a `fraction`).
+    """
+
+    data: list[dict] = field(default_factory=lambda: [{"corpus": "study"}])
+    """The CPT mixture (see `wikitune cpt`'s `data:`), with the study-relative sources above."""
+    order: str = "mixed"
+    """mixed | qa-first (PIT: the QA blocks first)."""
+    sft: bool = True
+    """Also train `<name>-sft`: the study's SFT on top of this recipe's CPT adapter."""
+    cpt: dict = field(default_factory=dict)
+    """CPT settings of this recipe over the study's `cpt` section (e.g. epochs)."""
+
+    def references(self) -> dict[str, list[str]]:
+        """The study outputs the mixture reads: {"augment": [names], "qa": [splits]}."""
+        refs: dict[str, list[str]] = {"augment": [], "qa": []}
+        for source in self.data:
+            if not isinstance(source, dict) or len(set(source) & {"corpus", "augment", "qa", "replay"}) != 1:
+                raise WikituneError(f"recipe data: each source is one of corpus, augment, qa, replay, got {source!r}")
+            if "corpus" in source and source["corpus"] != "study":
+                raise WikituneError(f"recipe data: {{corpus: study}} is the study's corpus; for other text use replay, got {source!r}")
+            if "augment" in source:
+                refs["augment"].append(str(source["augment"]))
+            if "qa" in source:
+                if source["qa"] != "train":
+                    raise WikituneError(f"recipe data: qa: train is the only QA a recipe may train on (test and unseen are "
+                                        f"evaluation questions), got {source['qa']!r}")
+                refs["qa"].append("train")
+        return refs
+
+
+@dataclass
 class StudyConfig:
     """One study: corpus → QA → CPT → SFT → evaluation → report."""
 
@@ -120,15 +156,32 @@ class StudyConfig:
     """SFT settings (SFTConfig fields), used by both raw-cpt-sft and sft-only."""
     eval: dict = field(default_factory=dict)
     """Evaluation settings (QAEvalConfig fields), used by every eval run."""
+    augment: dict[str, dict] = field(default_factory=dict)
+    """Augmentation stages, by name (`augment-NAME`): `wikitune augment` settings (method, k, ...)."""
+    recipes: dict[str, RecipeSettings] = field(default_factory=dict)
+    """Knowledge-injection recipes, by name: each a CPT run (and `NAME-sft`) to evaluate beside raw CPT."""
     eval_sets: list[str] = field(default_factory=lambda: ["qa:test.jsonl", "qa:unseen.jsonl@anime-unseen", "builtin:seed"])
     """QA specs; `qa:NAME` is a file of the study's qa stage. Others as `wikitune eval --qa`."""
     runs: list[str] = field(default_factory=lambda: list(RUN_NAMES))
     """Which models to evaluate: base, raw-cpt, sft-only, raw-cpt-sft, rag."""
 
     def __post_init__(self) -> None:
-        unknown = [r for r in self.runs if r not in RUN_NAMES]
+        for name, recipe in self.recipes.items():
+            if name in RUN_NAMES or name.endswith("-sft") or not name.replace("-", "").isalnum():
+                raise WikituneError(f"recipes.{name}: a recipe name is letters, digits and '-', not a built-in run "
+                                    "and not ending in -sft")
+            if recipe.order not in ("mixed", "qa-first"):
+                raise WikituneError(f"recipes.{name}.order must be mixed or qa-first, got {recipe.order!r}")
+            for ref in recipe.references()["augment"]:
+                if ref not in self.augment:
+                    raise WikituneError(f"recipes.{name}: data reads augment {ref!r}, which the study does not define "
+                                        f"(augment: {', '.join(self.augment) or 'none'})")
+        if len(set(self.runs)) != len(self.runs):
+            raise WikituneError(f"runs lists a run twice: {self.runs}")
+        known = self.run_names()
+        unknown = [r for r in self.runs if r not in known]
         if unknown:
-            raise WikituneError(f"runs: unknown {unknown[0]!r}; choose from {', '.join(RUN_NAMES)}")
+            raise WikituneError(f"runs: unknown {unknown[0]!r}; choose from {', '.join(known)}")
         if not self.runs:
             raise WikituneError("runs is empty: name at least one model to evaluate")
         if not 0.0 < self.heldout_fraction < 1.0:
@@ -142,6 +195,14 @@ class StudyConfig:
         for spec in self.eval_sets:
             if not spec.startswith("qa:"):
                 load_qa_spec(spec)  # a missing file or a bad record: found now, not after training
+
+
+    def run_names(self) -> list[str]:
+        """Every model the study can evaluate: the built-in runs, then each recipe (and its -sft)."""
+        names = list(RUN_NAMES)
+        for name, recipe in self.recipes.items():
+            names += [name, f"{name}-sft"] if recipe.sft else [name]
+        return names
 
 
 def load_study_config(path: str | Path | None, overrides: list[str] | None = None) -> StudyConfig:

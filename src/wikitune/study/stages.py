@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wikitune import formats
-from wikitune.config import build, write_config
+from wikitune.augment.run import AugmentConfig, run_augment
+from wikitune.config import build, merge_dicts, write_config
 from wikitune.corpus.crawl import CrawlConfig, run_crawl
 from wikitune.corpus.extract import ExtractConfig, run_extract
 from wikitune.corpus.stats import corpus_stats
@@ -43,7 +44,7 @@ from wikitune.outputs import OutputLock, check_owned, stamp
 from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.split import split_articles
 from wikitune.study.cache import Stage, StageResult, Study
-from wikitune.study.config import RUN_NAMES, StudyConfig
+from wikitune.study.config import StudyConfig
 from wikitune.study.report import write_report
 from wikitune.train.cpt import CPTConfig, run_cpt
 from wikitune.train.runtime import last_complete_checkpoint
@@ -59,6 +60,7 @@ CODE = {
     "cpt": ["wikitune.train.cpt"],
     "sft": ["wikitune.train.sft"],
     "eval": ["wikitune.evaluate.run"],
+    "augment": ["wikitune.augment.run"],
 }
 
 _QA_FILES = (formats.QA_TRAIN, formats.QA_TEST, formats.QA_UNSEEN)
@@ -189,16 +191,44 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
         if name in want:
             stages.append(Stage(name, trainer("sft", sft_cfg), _settings(sft_cfg), deps=[*deps, *model_deps], code=CODE["sft"]))
 
+    # ---- knowledge-injection recipes: augmentation stages, then CPT on a mixture (+ SFT) ----------
+    recipe_runs = {name: recipe for name, recipe in cfg.recipes.items() if {name, f"{name}-sft"} & want}
+    needed = {ref for recipe in recipe_runs.values() for ref in recipe.references()["augment"]}
+    for aug_name in cfg.augment:
+        aug_cfg = _section(AugmentConfig, f"augment.{aug_name}", cfg.augment[aug_name], {
+            "corpus": str(root / "corpus"), "out": str(root / f"augment-{aug_name}"),
+            "heldout_fraction": cfg.heldout_fraction, "seed": cfg.seed})
+        if aug_name not in needed:
+            continue
+
+        def augment(out: Path, resume: bool, aug_cfg: AugmentConfig = aug_cfg) -> None:
+            # run_augment writes beside its `out` and swaps it in: give it a directory of its own.
+            run_augment(dataclasses.replace(aug_cfg, out=out / "documents"))
+
+        stages.append(Stage(f"augment-{aug_name}", augment, _settings(aug_cfg, drop=("corpus", "out")),
+                            deps=["corpus"], code=CODE["augment"]))
+    for name, recipe in recipe_runs.items():
+        data = [_recipe_source(root, source) for source in recipe.data]
+        cpt_recipe = _section(CPTConfig, f"recipes.{name}.cpt", merge_dicts(cfg.cpt, recipe.cpt), {
+            **model_settings, "corpus": None, "data": data, "order": recipe.order, "heldout_fraction": cfg.heldout_fraction})
+        refs = recipe.references()
+        deps = ["corpus", *(f"augment-{a}" for a in refs["augment"]), *(["qa"] if refs["qa"] else []), *model_deps]
+        stages.append(Stage(name, trainer("cpt", cpt_recipe), _settings(cpt_recipe), deps=deps, code=CODE["cpt"]))
+        if recipe.sft and f"{name}-sft" in want:
+            sft_cfg = _section(SFTConfig, "sft", cfg.sft, {**sft_study, "adapter": str(root / name)})
+            stages.append(Stage(f"{name}-sft", trainer("sft", sft_cfg), _settings(sft_cfg), deps=["qa", name, *model_deps],
+                                code=CODE["sft"]))
+
     # ---- evaluation -----------------------------------------------------------------------------
     sets = [_qa_spec(root, spec) for spec in cfg.eval_sets]
-    adapters = {"base": None, "raw-cpt": "raw-cpt", "sft-only": "sft-only", "raw-cpt-sft": "raw-cpt-sft", "rag": None}
-    for run_name in RUN_NAMES:
-        adapter = adapters[run_name]
+    evaluations: dict[str, Stage] = {}
+    for run_name in cfg.run_names():  # every run's eval config is built (checked), those in `runs` are staged
+        adapter = None if run_name in ("base", "rag") else run_name  # every other run is a training stage of that name
         eval_cfg = _section(QAEvalConfig, "eval", cfg.eval, {
             **model_settings, "qa": sets, "corpus": str(root / "corpus"), "heldout_fraction": cfg.heldout_fraction,
             "adapter": str(root / adapter) if adapter else None, "mode": "rag" if run_name == "rag" else "closed",
             # held-out perplexity: did CPT make unseen articles of the domain more predictable?
-            "perplexity": run_name in ("base", "raw-cpt"), "resume": True})
+            "perplexity": run_name in ("base", "raw-cpt", *cfg.recipes), "resume": True})
         if run_name not in want:
             continue
 
@@ -206,8 +236,22 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
             run_eval(dataclasses.replace(eval_cfg, output_dir=str(out)))
 
         deps = ["qa", "corpus", *model_deps] + ([adapter] if adapter else [])
-        stages.append(Stage(f"eval-{run_name}", evaluate, _settings(eval_cfg), deps=deps, code=CODE["eval"]))
+        evaluations[run_name] = Stage(f"eval-{run_name}", evaluate, _settings(eval_cfg), deps=deps, code=CODE["eval"])
+    stages += [evaluations[run_name] for run_name in cfg.runs]  # in the order the study lists them
     return stages
+
+
+def _recipe_source(root: Path, source: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's source with the study's outputs as paths (`{augment: facts}` -> its documents)."""
+    source = dict(source)
+    if "corpus" in source:
+        source["corpus"] = str(root / "corpus")
+    elif "augment" in source:
+        source["augment"] = str(root / f"augment-{source['augment']}" / "documents")
+    elif "qa" in source:
+        source["qa"] = str(root / "qa" / formats.QA_TRAIN)
+        source.setdefault("format", "harmony")
+    return source
 
 
 def _settings(stage_cfg: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
