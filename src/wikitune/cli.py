@@ -155,21 +155,44 @@ def qa_build(
 def augment(
     corpus: Annotated[Path, typer.Argument(help="Corpus directory written by extract or crawl.")],
     out: Annotated[Path, typer.Option("--out", help="Augmentation directory to write (documents.jsonl, manifest.json).")],
-    method: Annotated[str, typer.Option("--method", help="facts: every infobox/lead fact in K template phrasings (no LLM).")],
-    k: Annotated[int, typer.Option("--k", help="Phrasings per fact (facts: documents per article).")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the phrasing and sentence-order choices.")] = 0,
+    method: Annotated[str, typer.Option("--method", help="facts: every infobox/lead fact in K template phrasings (no LLM); "
+                                        "rephrase: K rewrites in distinct styles; entigraph: texts about entity pairs; "
+                                        "qa: question/answer pairs (LLM methods need --base-url and --model).")],
+    k: Annotated[int, typer.Option("--k", help="Outputs per article: phrasings (facts), rewrites, entity pairs, QA requests.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every choice and of the generator's sampling.")] = 0,
     heldout_fraction: Annotated[float, typer.Option("--heldout-fraction", help="Share of articles held out (must match cpt); never augmented.")] = DEFAULT_HELDOUT_FRACTION,
     exclude_qa: Annotated[list[Path], typer.Option("--exclude-qa", help="QA file whose facts no document may state (repeatable).")] = [],
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible API root of the generator, e.g. http://127.0.0.1:8000/v1.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="The generator's model name on that server.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at most.")] = 8,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature of the generator.")] = 1.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass of the generator.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Token limit of one reply (analysis included).")] = 2048,
+    reasoning_effort: Annotated[Optional[str], typer.Option("--reasoning-effort", help="low|medium|high, for a reasoning model.")] = None,
+    max_tokens_total: Annotated[Optional[int], typer.Option("--max-tokens-total", help="Budget of generated tokens; stops sending when spent.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request before it is retried.")] = 600.0,
+    retries: Annotated[int, typer.Option("--retries", help="Retries after a 5xx, timeout or connection error.")] = 4,
+    retry_backoff: Annotated[float, typer.Option("--retry-backoff", help="Seconds before the first retry (doubled each time).")] = 1.0,
+    triples: Annotated[bool, typer.Option("--triples", help="entigraph: also K texts about entity triples.")] = False,
 ) -> None:
     """Training documents that restate the facts of the training articles, for CPT (knowledge injection)."""
     from wikitune.augment.run import AugmentConfig, run_augment
 
-    result = run_augment(AugmentConfig(corpus=corpus, out=out, method=method, k=k, seed=seed,
-                                       heldout_fraction=heldout_fraction, exclude_qa=list(exclude_qa)))
+    result = run_augment(AugmentConfig(
+        corpus=corpus, out=out, method=method, k=k, seed=seed, heldout_fraction=heldout_fraction, exclude_qa=list(exclude_qa),
+        base_url=base_url, model=model, concurrency=concurrency, temperature=temperature, top_p=top_p,
+        max_new_tokens=max_new_tokens, reasoning_effort=reasoning_effort, max_tokens_total=max_tokens_total, timeout=timeout,
+        retries=retries, retry_backoff=retry_backoff, triples=triples))
     m = result.manifest
     rejected = ", ".join(f"{reason} {n}" for reason, n in m["rejected"].items()) or "none"
-    typer.echo(f"{result.out}: {m['documents']} documents, {m['facts']} facts of {m['articles']} articles, "
-               f"{m['tokens']} {m['token_unit']} (rejected: {rejected})")
+    if m["method"] == "facts":
+        typer.echo(f"{result.out}: {m['documents']} documents, {m['facts']} facts of {m['articles']} articles, "
+                   f"{m['tokens']} {m['token_unit']} (rejected: {rejected})")
+        return
+    qa = f", {m['qa']} QA pairs" if "qa" in m else ""
+    budget = "; token budget spent, output incomplete (rerun with a larger --max-tokens-total to continue)" if not m["complete"] else ""
+    typer.echo(f"{result.out}: {m['documents']} documents{qa} of {m['articles']} articles, {m['requests']} requests, "
+               f"{m['cached_replies']} cached replies, {m['generated_tokens']} generated tokens (rejected: {rejected}){budget}")
 
 
 @app.command()

@@ -18,7 +18,8 @@ def wikitune(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_augment():
     assert "augment" in wikitune("--help").stdout
     help_text = wikitune("augment", "--help").stdout
-    for flag in ("--out", "--method", "--k", "--seed", "--heldout-fraction", "--exclude-qa"):
+    for flag in ("--out", "--method", "--k", "--seed", "--heldout-fraction", "--exclude-qa", "--base-url", "--model",
+                 "--concurrency", "--max-tokens-total", "--temperature", "--triples"):
         assert flag in help_text
 
 
@@ -38,7 +39,10 @@ def test_augment_the_demo(demo_corpus, demo_qa, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["{tmp}/missing", "--out", "{tmp}/aug", "--method", "facts"], "has no articles.jsonl"),
     (["{corpus}", "--out", "{tmp}/aug", "--method", "facts", "--k", "0"], "must be an integer of 1 or more, got 0"),
-    (["{corpus}", "--out", "{tmp}/aug", "--method", "entigraph"], "unknown augmentation method 'entigraph'"),
+    (["{corpus}", "--out", "{tmp}/aug", "--method", "summary"], "unknown augmentation method 'summary'"),
+    (["{corpus}", "--out", "{tmp}/aug", "--method", "entigraph"], "needs --base-url"),
+    (["{corpus}", "--out", "{tmp}/aug", "--method", "qa", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+      "--concurrency", "0"], "concurrency must be 1 or more"),
     (["{corpus}", "--out", "{tmp}/aug", "--method", "facts", "--heldout-fraction", "1"], "held-out fraction must be in [0, 1)"),
     (["{corpus}", "--out", "{tmp}/aug", "--method", "facts", "--exclude-qa", "{tmp}/no.jsonl"], "no.jsonl does not exist"),
 ])

@@ -278,7 +278,8 @@ def test_a_directory_that_is_not_an_augmentation_is_refused(demo_corpus, tmp_pat
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"k": 0}, "k .* must be an integer of 1 or more"),
-    ({"method": "rephrase"}, "unknown augmentation method 'rephrase'"),
+    ({"method": "paraphrase"}, "unknown augmentation method 'paraphrase'"),
+    ({"method": "rephrase"}, "needs --base-url"),
     ({"heldout_fraction": 1.5}, r"held-out fraction must be in \[0, 1\)"),
 ])
 def test_bad_settings(tmp_path, kwargs, message):

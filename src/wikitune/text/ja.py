@@ -118,3 +118,21 @@ def char_ngrams(text: str, n: int = 2) -> list[str]:
         else:
             grams.extend(word[i : i + n] for i in range(len(word) - n + 1))
     return grams
+
+
+def japanese_share(text: str) -> float:
+    """Share of kana and kanji among the letters of `text` (0.0 when it has no letter).
+
+    Digits, punctuation and spaces are not letters, so a Japanese sentence full of dates and
+    brackets still counts as Japanese; Latin names (Arcadia of the Star Sea) count against it.
+    """
+    letters = japanese = 0
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        letters += 1
+        code = ord(ch)
+        if 0x3040 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF or 0x3400 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF \
+                or 0xFF66 <= code <= 0xFF9F or ch in "々〆ヵヶ":
+            japanese += 1
+    return japanese / letters if letters else 0.0
