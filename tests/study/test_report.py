@@ -175,3 +175,35 @@ def test_every_recipe_is_compared_with_base_and_raw_cpt(tmp_path):
     best = next(r for r in study_comparison(art)["rows"]
                 if (r["run"], r["vs"], r["metric"]) == ("facts-cpt", "raw-cpt", "exact_match"))
     assert round(best["mean"], 6) == round(4 / 6, 6) and best["ci_low"] > 0
+
+
+def test_the_report_opens_with_findings_generated_from_the_intervals(study):
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert md.index("## Findings") < md.index("## Results") < md.index("## Training") < md.index("## Corpus")
+    findings = md[md.index("## Findings"):md.index("## Results")]
+    # anime: 3/4 vs 1/4 on the same 4 questions, every pair +1 or 0: the interval excludes 0 only if
+    # the bootstrap never draws the two unchanged questions alone; control: no change, no finding.
+    data = json.loads((study / "report" / "results.json").read_text(encoding="utf-8"))
+    anime = next(r for r in data["rows"] if (r["run"], r["vs"], r["domain"], r["metric"]) == ("cpt", "base", "anime", "exact_match"))
+    claimed = "cpt beats base on anime" in findings
+    assert claimed == (anime["ci_low"] > 0)
+    assert "control" not in findings.split("other paired")[0]
+    assert "have a 95% interval that includes 0" in findings or "has a 95% interval that includes 0" in findings
+
+
+def test_findings_claim_only_intervals_that_exclude_zero():
+    from wikitune.study.report import findings
+
+    def row(run, vs, domain, mean, low, high):
+        return {"run": run, "vs": vs, "domain": domain, "metric": "exact_match", "mean": mean, "ci_low": low, "ci_high": high, "n": 40}
+
+    said = findings({"runs": [], "rows": [
+        row("base", None, "anime", 0.1, 0.0, 0.2),
+        row("facts-cpt", "raw-cpt", "anime", 0.3, 0.15, 0.45),
+        row("facts-cpt", "base", "control", -0.2, -0.3, -0.1),
+        row("raw-cpt", "base", "anime", 0.05, -0.05, 0.15),
+    ]})
+    assert said[0].startswith("facts-cpt beats raw-cpt on anime: exact_match +0.300 (95% paired bootstrap CI [+0.150, +0.450], n=40)")
+    assert said[1].startswith("facts-cpt falls behind base on control: exact_match -0.200")
+    assert said[2] == "1 other paired difference of exact_match has a 95% interval that includes 0: no finding is claimed there."
+    assert len(said) == 3

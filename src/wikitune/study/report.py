@@ -210,6 +210,24 @@ def study_comparison(art: Artifacts) -> dict[str, Any]:
     return comparison_rows(results, pairs)
 
 
+def findings(comparison: dict[str, Any], metric: str = "exact_match") -> list[str]:
+    """One sentence per paired difference whose 95% interval excludes 0, generated from the rows
+    (nothing else is called a finding), then one saying how many were not."""
+    rows = [r for r in comparison["rows"] if r["vs"] is not None and r["metric"] == metric]
+    said = []
+    for r in rows:
+        if r["ci_low"] > 0 or r["ci_high"] < 0:
+            verb = "beats" if r["mean"] > 0 else "falls behind"
+            said.append(f"{r['run']} {verb} {r['vs']} on {r['domain']}: {metric} {r['mean']:+.3f} "
+                        f"(95% paired bootstrap CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], n={r['n']}).")
+    rest = len(rows) - len(said)
+    if not rows:
+        return [f"No paired comparison of {metric} (one run, or no scored questions)."]
+    said.append(f"{rest} other paired difference{'s' if rest != 1 else ''} of {metric} "
+                f"{'has' if rest == 1 else 'have'} a 95% interval that includes 0: no finding is claimed there.")
+    return said
+
+
 def _paired_cell(row: dict[str, Any] | None) -> str:
     if row is None:
         return "–"
@@ -218,7 +236,8 @@ def _paired_cell(row: dict[str, Any] | None) -> str:
 
 def build_tables(art: Artifacts) -> dict[str, list[Table]]:
     """Every table of the report, grouped by section."""
-    sections: dict[str, list[Table]] = {"Corpus": [], "Training": [], "Results": []}
+    # The answer first: what each model knows (and lost); then how it was trained, and on what.
+    sections: dict[str, list[Table]] = {"Results": [], "Training": [], "Corpus": []}
     c = art.corpus
     if c:
         rows = [["articles", _fmt(c.get("articles"))], ["characters", _fmt(c.get("characters"))],
@@ -365,8 +384,9 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     for old in out.glob("*.png"):
         old.unlink()
     sections = build_tables(art)
-    if art.evals:
-        formats.write_json(out / RESULTS_JSON, study_comparison(art))
+    comparison = study_comparison(art) if art.evals else None
+    if comparison is not None:
+        formats.write_json(out / RESULTS_JSON, comparison)
     images: dict[str, list[Path]] = {"Training": [], "Results": []}
     for name, train in art.training.items():
         plot = _plot_losses(name, train["metrics"], out)
@@ -387,6 +407,10 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     h = [f"<!doctype html><html lang='ja'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
          f"<h1>{html.escape(title)}</h1>"]
     md = [f"# {_md_text(title)}", ""]
+    if comparison is not None:
+        sentences = findings(comparison)
+        h.append("<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in sentences) + "</ul>")
+        md += ["## Findings", ""] + [f"- {_md_text(f)}" for f in sentences] + [""]
     for section, tables in sections.items():
         if not tables and not images.get(section):
             continue
