@@ -207,3 +207,16 @@ def test_findings_claim_only_intervals_that_exclude_zero():
     assert said[1].startswith("facts-cpt falls behind base on control: exact_match -0.200")
     assert said[2] == "1 other paired difference of exact_match has a 95% interval that includes 0: no finding is claimed there."
     assert len(said) == 3
+
+
+def test_a_finding_over_seeds_must_hold_on_every_seed():
+    from wikitune.study.report import seed_findings
+
+    def comparison(low):
+        return {"runs": [], "rows": [{"run": "facts-cpt", "vs": "raw-cpt", "domain": "anime", "metric": "exact_match",
+                                      "mean": 0.3, "ci_low": low, "ci_high": 0.5, "n": 40}]}
+
+    holds = seed_findings({"seed-1": comparison(0.1), "seed-2": comparison(0.05), "seed-3": comparison(0.2)})
+    assert holds[0].startswith("facts-cpt beats raw-cpt on anime on every seed") and len(holds) == 2
+    one_seed_fails = seed_findings({"seed-1": comparison(0.1), "seed-2": comparison(-0.01), "seed-3": comparison(0.2)})
+    assert len(one_seed_fails) == 1 and one_seed_fails[0].startswith("1 other paired difference")

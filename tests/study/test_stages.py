@@ -170,3 +170,27 @@ def test_a_facts_recipe_is_trained_and_compared_with_raw_cpt(tmp_path):
     data = json.loads((out / "report" / "results.json").read_text(encoding="utf-8"))
     pairs = {(r["run"], r["vs"]) for r in data["rows"] if r["metric"] == "exact_match" and r["domain"] == "anime"}
     assert {("facts-cpt", None), ("facts-cpt", "base"), ("facts-cpt", "raw-cpt"), ("raw-cpt", "base")} <= pairs
+
+
+def test_several_seeds_run_apart_and_report_together(tmp_path):
+    import jsonschema
+
+    from wikitune import formats
+
+    out = tmp_path / "study"
+    results, report = run_study(small_config(out, "seeds=[1, 2]", "runs=[base, raw-cpt]"), progress=quiet)
+    assert {name.split("/")[0] for name in results} == {"seed-1", "seed-2"}
+    for seed in (1, 2):
+        assert (out / f"seed-{seed}" / "report" / "results.json").is_file()
+        assert "seed: %d" % seed in (out / f"seed-{seed}" / "study.yaml").read_text(encoding="utf-8")
+    a = (out / "seed-1" / "raw-cpt" / "adapter" / "adapter_model.safetensors").read_bytes()
+    b = (out / "seed-2" / "raw-cpt" / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert a != b  # the seed reaches training
+    pooled = json.loads((out / "report" / "results.json").read_text(encoding="utf-8"))
+    jsonschema.validate(pooled, formats.schema("comparison"))
+    one = json.loads((out / "seed-1" / "report" / "results.json").read_text(encoding="utf-8"))
+    n = {(r["run"], r["vs"], r["domain"], r["metric"]): r["n"] for r in one["rows"]}
+    for r in pooled["rows"]:  # pooled rows cover both seeds' questions
+        assert r["n"] == 2 * n[(r["run"], r["vs"], r["domain"], r["metric"])]
+    md = (out / "report" / "report.md").read_text(encoding="utf-8")
+    assert "## Findings" in md and "seed-1" in md and "seed-2" in md and report == out / "report" / "index.html"

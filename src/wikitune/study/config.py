@@ -135,7 +135,10 @@ class StudyConfig:
     output_dir: str = "runs/demo"
     """The study directory; each stage writes a subdirectory."""
     seed: int = 42
-    """Seed of training and sampling."""
+    """Seed of training and sampling (model init, data order, augmentation sampling)."""
+    seeds: list[int] = field(default_factory=list)
+    """Several seeds: the whole study once per seed, in `seed-N/`, and a report over all of them
+    that states a finding only when it holds on every seed. Empty: one study with `seed`."""
     source: SourceSettings = field(default_factory=SourceSettings)
     """The corpus source."""
     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
@@ -176,6 +179,8 @@ class StudyConfig:
                 if ref not in self.augment:
                     raise WikituneError(f"recipes.{name}: data reads augment {ref!r}, which the study does not define "
                                         f"(augment: {', '.join(self.augment) or 'none'})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise WikituneError(f"seeds lists a seed twice: {self.seeds}")
         if len(set(self.runs)) != len(self.runs):
             raise WikituneError(f"runs lists a run twice: {self.runs}")
         known = self.run_names()

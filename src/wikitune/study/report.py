@@ -201,7 +201,10 @@ def study_comparison(art: Artifacts) -> dict[str, Any]:
     """The study's comparison (DESIGN.md row schema): every run's own scores, every run vs `base`,
     and every other run vs `raw-cpt` (the recipe the others must beat), paired over the questions
     both answered. Written to `report/results.json`."""
-    results = {_run_name(name): e["results"] for name, e in art.evals.items()}
+    return _compare_runs({_run_name(name): e["results"] for name, e in art.evals.items()})
+
+
+def _compare_runs(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     names = list(results)
     pairs = [(run, "base") for run in names if run != "base" and "base" in results]
     pairs += [(run, "raw-cpt") for run in names if run not in ("base", "raw-cpt") and "raw-cpt" in results]
@@ -449,3 +452,79 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     (out / "index.html").write_text("\n".join(h), encoding="utf-8")
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     return out / "index.html"
+
+
+# ---- several seeds -------------------------------------------------------------------------------
+def seeds_comparison(seed_dirs: list[Path]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(pooled comparison, {seed directory name: its comparison}). Pooled rows pair each question
+    of each seed with itself (ids `SEED:ID`), so their intervals cover questions and seeds."""
+    per_seed: dict[str, dict[str, Any]] = {}
+    pooled: dict[str, list[dict[str, Any]]] = {}
+    for directory in seed_dirs:
+        art = collect(directory)
+        per_seed[directory.name] = study_comparison(art)
+        for name, e in art.evals.items():
+            pooled.setdefault(_run_name(name), []).extend({**r, "id": f"{directory.name}:{r['id']}"} for r in e["results"])
+    return _compare_runs(pooled), per_seed
+
+
+def seed_findings(per_seed: dict[str, dict[str, Any]], metric: str = "exact_match") -> list[str]:
+    """Findings that hold on EVERY seed: a paired difference whose 95% interval excludes 0, with the
+    same sign, in each seed's study. Everything else is said not to be a finding."""
+    keyed: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for seed, comparison in per_seed.items():
+        for r in comparison["rows"]:
+            if r["vs"] is not None and r["metric"] == metric:
+                keyed.setdefault((r["run"], r["vs"], r["domain"]), {})[seed] = r
+    said, rest = [], 0
+    for (run, vs, domain), by_seed in keyed.items():
+        rows = [by_seed.get(seed) for seed in per_seed]
+        if all(r is not None and r["ci_low"] > 0 for r in rows) or all(r is not None and r["ci_high"] < 0 for r in rows):
+            verb = "beats" if rows[0]["mean"] > 0 else "falls behind"
+            each = "; ".join(f"{seed} {r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" for seed, r in zip(per_seed, rows))
+            said.append(f"{run} {verb} {vs} on {domain} on every seed ({metric}: {each}).")
+        else:
+            rest += 1
+    said.append(f"{rest} other paired difference{'s' if rest != 1 else ''} of {metric} did not exclude 0 on every one of "
+                f"{len(per_seed)} seed{'s' if len(per_seed) != 1 else ''}: no finding is claimed there.")
+    return said
+
+
+def write_seeds_report(root: Path, seed_dirs: list[Path]) -> Path:
+    """`root/report/`: the findings that hold on every seed, each seed's paired differences and the
+    pooled ones (`results.json`, the comparison schema); each seed keeps its own full report."""
+    pooled, per_seed = seeds_comparison(seed_dirs)
+    out = Path(root) / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    formats.write_json(out / RESULTS_JSON, pooled)
+    seeds = list(per_seed)
+    metric = "exact_match"
+    table_rows = []
+    for r in pooled["rows"]:
+        if r["metric"] != metric:
+            continue
+        label = f"{r['run']} − {r['vs']}" if r["vs"] else r["run"]
+        cells = []
+        for seed in seeds:
+            match = next((x for x in per_seed[seed]["rows"] if (x["run"], x["vs"], x["domain"], x["metric"]) ==
+                          (r["run"], r["vs"], r["domain"], metric)), None)
+            cells.append(_paired_cell(match) if r["vs"] else _own_cell(match))
+        table_rows.append([label, r["domain"], *cells, _paired_cell(r) if r["vs"] else _own_cell(r)])
+    table = Table(f"{metric} by seed and pooled (mean [95% CI] n; differences paired)", ["run", "domain", *seeds, "pooled"],
+                  table_rows, "seeds")
+    sentences = seed_findings(per_seed, metric)
+    title = f"wikitune report: {Path(root).name} ({len(seeds)} seeds)"
+    h = [f"<!doctype html><html lang='ja'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+         f"<h1>{html.escape(title)}</h1>", "<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in sentences) + "</ul>",
+         "<h2>Results</h2>", _html_table(table),
+         "<h2>Each seed</h2><ul>" + "".join(f"<li><a href='../{html.escape(seed)}/report/index.html'>{html.escape(seed)}</a></li>"
+                                            for seed in seeds) + "</ul>", "</body></html>"]
+    md = [f"# {_md_text(title)}", "", "## Findings", ""] + [f"- {_md_text(x)}" for x in sentences] + \
+         ["", "## Results", "", _md_table(table), "## Each seed", ""] + [f"- [{seed}](../{seed}/report/report.md)" for seed in seeds]
+    (out / "index.html").write_text("\n".join(h), encoding="utf-8")
+    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    return out / "index.html"
+
+
+def _own_cell(row: dict[str, Any] | None) -> str:
+    return "–" if row is None else f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] n={row['n']}"

@@ -45,7 +45,7 @@ from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.split import split_articles
 from wikitune.study.cache import Stage, StageResult, Study
 from wikitune.study.config import StudyConfig
-from wikitune.study.report import write_report
+from wikitune.study.report import write_report, write_seeds_report
 from wikitune.train.cpt import CPTConfig, run_cpt
 from wikitune.train.runtime import last_complete_checkpoint
 from wikitune.train.sft import SFTConfig, run_sft
@@ -268,6 +268,8 @@ def run_study(cfg: StudyConfig, force: list[str] | None = None, progress: Callab
 
     Every stage's settings are checked before anything is written (see `build_stages`).
     """
+    if cfg.seeds:
+        return _run_seeds(cfg, force, progress)
     stages = build_stages(cfg)
     root = Path(cfg.output_dir)
     # A study directory is ours if its manifest says so (or, made before manifests, it has study.yaml).
@@ -281,5 +283,34 @@ def run_study(cfg: StudyConfig, force: list[str] | None = None, progress: Callab
         results = Study(root, progress=say).run(stages, force=force or [])
         say("report: writing")
         report = write_report(root)
+        say(f"report: {report}")
+    return results, report
+
+
+def seed_studies(cfg: StudyConfig) -> list[StudyConfig]:
+    """One study per seed of `cfg.seeds`, each in `STUDY/seed-N/` (checked like any study)."""
+    root = Path(cfg.output_dir)
+    return [dataclasses.replace(cfg, seed=seed, seeds=[], output_dir=str(root / f"seed-{seed}")) for seed in cfg.seeds]
+
+
+def _run_seeds(cfg: StudyConfig, force: list[str] | None, progress: Callable[[str], None] | None) -> tuple[dict[str, StageResult], Path]:
+    per_seed = seed_studies(cfg)
+    for one in per_seed:
+        build_stages(one)  # every seed's study is valid before any runs
+    root = Path(cfg.output_dir)
+    if not (root / STUDY_CONFIG).is_file():
+        check_owned(root, STUDY_KIND, manifest=formats.MANIFEST)
+    say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+    results: dict[str, StageResult] = {}
+    with OutputLock(root):
+        root.mkdir(parents=True, exist_ok=True)
+        formats.write_json(root / formats.MANIFEST, stamp({"output_dir": str(root), "seeds": cfg.seeds}, STUDY_KIND))
+        write_config(cfg, root / STUDY_CONFIG)
+        for one in per_seed:
+            say(f"seed {one.seed}: {one.output_dir}")
+            seed_results, _ = run_study(one, force, progress)
+            results.update({f"seed-{one.seed}/{name}": r for name, r in seed_results.items()})
+        say("report: writing (all seeds)")
+        report = write_seeds_report(root, [Path(one.output_dir) for one in per_seed])
         say(f"report: {report}")
     return results, report
