@@ -1,11 +1,12 @@
 """Harmony: prompts rendered as openai-harmony renders them; real-shaped completions parsed into channels."""
 
+import datetime as dt
 
 import pytest
 
 from tests.conftest import shared_file
 from wikitune.errors import WikituneError
-from wikitune.evaluate.run import QAEvalConfig
+from wikitune.evaluate.run import QAEvalConfig, resolve_prompt
 from wikitune.gptoss.harmony import (
     PromptSettings,
     check_reasoning_effort,
@@ -16,7 +17,7 @@ from wikitune.gptoss.harmony import (
     render_prompt_with_harmony,
     render_with_chat_template,
 )
-from wikitune.gptoss.model import train_bpe_tokenizer
+from wikitune.gptoss.model import load_gpt_oss_tokenizer, train_bpe_tokenizer
 from wikitune.train.data import encode_qa
 
 # The seed report's looping analysis (table 2), as a model emits it: no final, cut by the token budget.
@@ -129,9 +130,43 @@ def test_chat_template_prompt_equals_the_sft_training_prompt(tmp_path):
 
 def test_chat_template_date_comes_from_the_adapter_run(tmp_path):
     (tmp_path / "config.yaml").write_text("model: tiny-gpt-oss\ncurrent_date: '2025-03-04'\n")
-    cfg = QAEvalConfig(adapter=str(tmp_path), prompt=PromptSettings(format="chat_template"))
-    assert cfg.prompt.date == "2025-03-04"
-    assert QAEvalConfig(adapter=str(tmp_path), prompt=PromptSettings(format="chat_template", date="2025-01-01")).prompt.date == "2025-01-01"
+    assert resolve_prompt(QAEvalConfig(adapter=str(tmp_path), prompt=PromptSettings(format="chat_template"))).date == "2025-03-04"
+    given = PromptSettings(format="chat_template", date="2025-01-01")
+    assert resolve_prompt(QAEvalConfig(adapter=str(tmp_path), prompt=given)).date == "2025-01-01"
+    # no run date: today's, pinned (config.yaml and the cache key then say which date the prompts carried)
+    before = dt.date.today().isoformat()
+    today = resolve_prompt(QAEvalConfig(prompt=PromptSettings(format="chat_template"))).date
+    assert today in (before, dt.date.today().isoformat())
+
+
+def test_chat_template_and_openai_harmony_differ_only_after_the_developer_text(tmp_path, monkeypatch):
+    """The published gpt-oss chat template (sft's) and openai-harmony (`render_prompt`), with the real
+    tokenizer, on every setting both accept: the same token ids, except that the template writes
+    "\n\n" after the developer instructions, before that message's <|end|>."""
+    monkeypatch.setenv("WIKITUNE_CACHE", str(tmp_path))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
+    tok = load_gpt_oss_tokenizer(shared_file("gpt-oss", "o200k_base.tiktoken").parent)
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    for developer in (None, "簡潔に答えて。"):
+        for effort in ("low", "medium", "high"):
+            for date in ("2025-08-05", "2026-01-31"):
+                for identity in ("You are ChatGPT, a large language model trained by OpenAI.", "あなたはアシスタントです。"):
+                    settings = PromptSettings(developer=developer, reasoning_effort=effort, date=date, system_identity=identity)
+                    harmony = render_prompt(settings, "銀魂で、桂小太郎のあだ名は？")
+                    template = render_with_chat_template(tok, settings, "銀魂で、桂小太郎のあだ名は？")
+                    if developer is None:
+                        assert ids(template) == ids(harmony)
+                    else:
+                        assert ids(template) != ids(harmony)
+                        tail = f"# Instructions\n\n{developer}"
+                        assert template == harmony.replace(f"{tail}<|end|>", f"{tail}\n\n<|end|>")
+    # what only harmony accepts: no date line, another knowledge cutoff
+    assert "Current date" not in render_prompt(PromptSettings(), "Q") and "Current date" in render_with_chat_template(tok, PromptSettings(), "Q")
+    with pytest.raises(WikituneError, match="knowledge_cutoff"):
+        PromptSettings(format="chat_template", knowledge_cutoff="2025-01")
 
 
 @pytest.mark.parametrize("analysis, final, stop_reason", [

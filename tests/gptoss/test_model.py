@@ -130,3 +130,17 @@ def test_quantization_options_are_checked(tmp_path, bpe_dir):
             load_model_and_tokenizer(str(tmp_path / "m"), quantization="bnb-4bit")
     with pytest.raises(WikituneError, match="quantization must be one of"):
         load_model_and_tokenizer(str(tmp_path / "m"), quantization="int3")
+
+
+def test_harmony_words_are_single_tokens_of_the_trained_bpe(tmp_path):
+    from wikitune.gptoss.harmony import HARMONY_WORDS
+    from wikitune.gptoss.model import train_bpe_tokenizer
+
+    # A corpus where "final" and "analysis" never occur: BPE alone would split them into pieces.
+    tok = train_bpe_tokenizer(["銀魂は空知英秋の漫画。桂小太郎のあだ名はヅラ。"] * 20, 300, tmp_path)
+    assert len(tok) == 300
+    for word in HARMONY_WORDS:
+        ids = tok("<|start|>assistant<|channel|>" + word + "<|message|>", add_special_tokens=False)["input_ids"]
+        assert len(ids) == 5 and tok.convert_ids_to_tokens(ids[1]) == "assistant" and tok.convert_ids_to_tokens(ids[3]) == word, word
+    text = "finally, the final analysis of 銀魂"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text  # ordinary text round-trips

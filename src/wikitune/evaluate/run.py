@@ -10,6 +10,10 @@ Writes RUN/config.yaml (resolved), RUN/results.jsonl (one record per question, D
 RUN/summary.json (per domain and per QA set: n, scores with bootstrap 95% CIs, flag rates,
 mean new tokens, retrieval hit-rate in rag mode, tokens saved by the loop guard).
 
+Prompts: an SFT adapter run is evaluated on exactly the prompt it was trained on unless
+`prompt.format` says otherwise (`resolve_prompt`); config.yaml records the settings used and each
+record its prompt text (hf backend).
+
 Resumable: each record carries a `cache_key`, a hash of everything that decides its answer
 (model, tokenizer, adapter, prompt settings, generation settings, retrieval settings, the
 question; local model, tokenizer and adapter directories and the RAG corpus by their content,
@@ -21,12 +25,13 @@ most one batch.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,7 @@ from wikitune.evaluate.scoring import SHORT_SCORES, score_answer, summarize
 from wikitune.formats import QAItem
 from wikitune.gptoss.generate import Generation, GenerationSettings, HFBackend, OpenAIBackend
 from wikitune.gptoss.harmony import (
+    DEFAULT_IDENTITY,
     PromptSettings,
     developer_instructions,
     render_prompt,
@@ -49,6 +55,7 @@ from wikitune.gptoss.model import TINY, is_run_dir, load_model_and_tokenizer, re
 from wikitune.outputs import OutputLock
 from wikitune.qa.loaders import load_qa_sets
 from wikitune.split import DEFAULT_HELDOUT_FRACTION
+from wikitune.train.runtime import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +96,8 @@ class QAEvalConfig:
     rag_k: int = 3
     """Passages retrieved per question in rag mode."""
     prompt: PromptSettings = field(default_factory=PromptSettings)
-    """System/developer messages and reasoning effort of the harmony prompt."""
+    """System/developer messages, reasoning effort and renderer of the harmony prompt; with the
+    default `format: auto` an SFT adapter run is evaluated on its training prompt (`resolve_prompt`)."""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     """Token budget, batching, sampling and the loop guard."""
     judge: JudgeSettings = field(default_factory=JudgeSettings)
@@ -139,11 +147,6 @@ class QAEvalConfig:
             raise WikituneError(f"perplexity_block_size must be 2 or more, got {self.perplexity_block_size}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise WikituneError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-        if self.prompt.format == "chat_template" and self.prompt.date is None and self.adapter and is_run_dir(self.adapter):
-            # the date the SFT run rendered its prompts with: the same prompt tokens at eval time
-            run_date = formats.read_run_config(self.adapter).get("current_date")
-            if run_date:
-                self.prompt.date = str(run_date)
         if self.bootstrap_resamples < 10:
             raise WikituneError(f"bootstrap_resamples must be 10 or more, got {self.bootstrap_resamples}")
 
@@ -211,13 +214,84 @@ def chat_messages(settings: PromptSettings, question: str, context: str | None =
     return messages + [{"role": "user", "content": question}]
 
 
+def adapter_run_config(adapter: str | None) -> dict[str, Any]:
+    """The config.yaml of the training run an adapter belongs to: `adapter` itself when it is a run
+    directory, else the run holding it (RUN/adapter, RUN/checkpoints/checkpoint-N); {} when none."""
+    if not adapter:
+        return {}
+    path = Path(adapter)
+    runs = [path]
+    if path.name == formats.ADAPTER_DIR:
+        runs.append(path.parent)
+    elif path.parent.name == CHECKPOINTS:
+        runs.append(path.parent.parent)
+    run = next((r for r in runs if is_run_dir(r)), None)
+    return formats.read_run_config(run) if run is not None else {}
+
+
+def training_prompt(adapter: str | None) -> PromptSettings | None:
+    """The prompt an SFT adapter run trained on, exactly as `sft` rendered it; None when `adapter`
+    is not part of an SFT run (no adapter, a bare PEFT directory, a CPT run).
+
+    SFT renders with the tokenizer's chat template pinned to its `current_date`, its
+    `system_prompt` as the model identity, its `developer_prompt` and `reasoning_effort`
+    (`wikitune.train.data.encode_qa`); these are the fields of the returned settings.
+    """
+    run = adapter_run_config(adapter)
+    if "reasoning_effort" not in run or "developer_prompt" not in run:  # not an SFT run: no prompt of its own
+        return None
+    date = run.get("current_date")
+    return PromptSettings(format="chat_template", reasoning_effort=str(run["reasoning_effort"]),
+                          system_identity=run.get("system_prompt") or DEFAULT_IDENTITY,
+                          developer=run.get("developer_prompt") or None, date=str(date) if date else None)
+
+
+def resolve_prompt(cfg: QAEvalConfig) -> PromptSettings:
+    """The prompt settings an evaluation renders with, as its config.yaml records them.
+
+    `format: auto` (the default) means "the adapter's training prompt, else harmony": an SFT
+    adapter run (hf backend) is evaluated on exactly the prompt it was trained on
+    (`training_prompt`), whatever the other prompt settings say (a warning names the ones it
+    overrides); anything else is rendered by openai-harmony's rules with the settings given.
+    `format: harmony` or `chat_template` uses the settings given, for any adapter. A chat template
+    with no date gets the adapter run's `current_date`, else today's, pinned so that config.yaml
+    and the cache key say which date the prompts carried.
+    """
+    prompt = cfg.prompt
+    if prompt.format == "auto":
+        trained = training_prompt(cfg.adapter) if cfg.backend == "hf" else None
+        if trained is None:
+            return replace(prompt, format="harmony")
+        default = PromptSettings()
+        overridden = [f"{name} ({getattr(prompt, name)!r} -> {getattr(trained, name)!r})"
+                      for name in ("reasoning_effort", "system_identity", "developer", "date")
+                      if getattr(prompt, name) not in (getattr(default, name), getattr(trained, name))]
+        if overridden:
+            log.warning("eval: prompt.format=auto evaluates SFT adapter %s on its training prompt: %s; set "
+                        "prompt.format=chat_template or harmony to use the prompt settings given", cfg.adapter, ", ".join(overridden))
+        prompt = trained
+    if prompt.format == "chat_template" and prompt.date is None:
+        run_date = adapter_run_config(cfg.adapter).get("current_date")
+        prompt = replace(prompt, date=str(run_date) if run_date else dt.date.today().isoformat())
+    return prompt
+
+
+def render_question(settings: PromptSettings, tokenizer: Any, question: str, context: str | None = None) -> str:
+    """The prompt text an in-process model is given for one question (`settings` from `resolve_prompt`)."""
+    if settings.format == "chat_template":
+        return render_with_chat_template(tokenizer, settings, question, context=context)
+    return render_prompt(settings, question, context=context)
+
+
 def result_record(item: QAItem, generation: Generation, *, set_name: str, cache_key: str,
-                  retrieved: list[int] | None = None, retrieval_hit: int | None = None) -> dict[str, Any]:
+                  retrieved: list[int] | None = None, retrieval_hit: int | None = None,
+                  prompt: str | None = None) -> dict[str, Any]:
     """One results.jsonl record (DESIGN.md) from a generation, with parsing and scores.
 
     `raw` is exactly what was generated (`Generation.raw`): a whole harmony completion, or an
     OpenAI-compatible server's message text as sent; for a server's reply `raw_reasoning` holds
     its separate reasoning text as sent (null when none). Both kinds are parsed by the one parser.
+    `prompt` is the prompt text the model was given (hf backend; a server renders its own).
     """
     parsed = generation.parse()
     final = parsed.final
@@ -230,6 +304,8 @@ def result_record(item: QAItem, generation: Generation, *, set_name: str, cache_
     }
     if generation.server_text:
         record["raw_reasoning"] = generation.reasoning
+    if prompt is not None:
+        record["prompt"] = prompt
     if retrieved is not None:
         record["retrieved"] = retrieved
         record["retrieval_hit"] = retrieval_hit
@@ -275,6 +351,7 @@ def run_eval(cfg: QAEvalConfig, *, backend: Any = None) -> Path:
         WikituneError: bad QA specs, a model that cannot load, a server that cannot be reached.
     """
     out = Path(cfg.output_dir)
+    cfg = replace(cfg, prompt=resolve_prompt(cfg))
     items = [(qa_set.name, item) for qa_set in load_qa_sets(cfg.qa) for item in qa_set.items]
     _check_eval_dir(out)
     with OutputLock(out):  # a second eval into the same directory stops at once, naming this one
@@ -330,13 +407,13 @@ def _answer_and_score(cfg: QAEvalConfig, out: Path, items: list, backend: Any) -
                     hits.append(retrieval_hit(item.source, found))
                 else:
                     contexts.append(None)
-            generations = answer([question_text(items[i][1]) for i in chunk], contexts)
+            generations, prompts = answer([question_text(items[i][1]) for i in chunk], contexts)
             batch = []
             for j, (i, generation) in enumerate(zip(chunk, generations)):
                 name, item = items[i]
                 rec = result_record(item, generation, set_name=name, cache_key=keys[i],
                                     retrieved=retrieved[j] if index is not None else None,
-                                    retrieval_hit=hits[j] if index is not None else None)
+                                    retrieval_hit=hits[j] if index is not None else None, prompt=prompts[j])
                 cached[keys[i]] = rec
                 batch.append(rec)
             # appended batch by batch: a killed run loses at most one batch
@@ -368,13 +445,15 @@ def _answer_and_score(cfg: QAEvalConfig, out: Path, items: list, backend: Any) -
 
 
 def _answerer(cfg: QAEvalConfig, backend: Any):
-    """A function (questions, contexts) -> generations for the configured backend."""
+    """A function (questions, contexts) -> (generations, prompts) for the configured backend;
+    prompts are the texts the model was given (hf), None each where a server renders them."""
     if cfg.backend == "openai":
         client = backend or OpenAIBackend(cfg.base_url, cfg.model, cfg.generation, api=cfg.api, concurrency=cfg.concurrency)
-        return lambda questions, contexts: client.chat(
-            [chat_messages(cfg.prompt, q, c) for q, c in zip(questions, contexts)], reasoning_effort=cfg.prompt.reasoning_effort)
-    if cfg.prompt.format == "chat_template":
-        return lambda questions, contexts: backend.generate(
-            [render_with_chat_template(backend.tokenizer, cfg.prompt, q, context=c) for q, c in zip(questions, contexts)])
-    return lambda questions, contexts: backend.generate(
-        [render_prompt(cfg.prompt, q, context=c) for q, c in zip(questions, contexts)])
+        return lambda questions, contexts: (client.chat(
+            [chat_messages(cfg.prompt, q, c) for q, c in zip(questions, contexts)], reasoning_effort=cfg.prompt.reasoning_effort),
+            [None] * len(questions))
+
+    def answer(questions: list[str], contexts: list[str | None]) -> tuple[list[Generation], list[str]]:
+        prompts = [render_question(cfg.prompt, backend.tokenizer, q, c) for q, c in zip(questions, contexts)]
+        return backend.generate(prompts), prompts
+    return answer

@@ -9,6 +9,15 @@
 local o200k vocabulary), so any tokenizer that knows the harmony special tokens (the real
 gpt-oss one, or the BPE wikitune trains with them) can encode it, without the vocabulary file.
 
+`render_with_chat_template` renders with the tokenizer's chat template instead (the published
+gpt-oss template, which TRL ships and `sft` trains with). The two agree token for token on every
+setting both accept (model identity, reasoning effort, date, no developer message) except one: the
+template writes the developer instructions followed by "\n\n" before the message's `<|end|>`
+(`# Instructions\n\nTEXT\n\n<|end|>`), openai-harmony writes `# Instructions\n\nTEXT<|end|>`. Only
+harmony can leave the `Current date` line out or change the knowledge cutoff; the template always
+prints both. So an SFT adapter is evaluated with the template (its training prompt), anything
+else with openai-harmony's rendering (`wikitune.evaluate.run.resolve_prompt`).
+
 `parse_completion` reads what a model generated after `<|start|>assistant`: a sequence of
 messages `[<|start|>ROLE]<|channel|>CHANNEL<|message|>TEXT<|end|>|<|return|>|<|call|>`. It is
 forgiving, because the seed's outputs were not clean: a completion that echoes the prompt (system
@@ -32,6 +41,7 @@ from wikitune.errors import WikituneError
 REASONING_EFFORTS = ("low", "medium", "high")
 DEFAULT_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
 DEFAULT_CUTOFF = "2024-06"
+PROMPT_FORMATS = ("auto", "harmony", "chat_template")
 CHANNELS_LINE = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
 
 # The harmony special tokens with their ids in o200k_harmony (tiktoken_ext.openai_public). The
@@ -48,6 +58,10 @@ HARMONY_SPECIAL_TOKENS: dict[str, int] = {
     "<|call|>": 200012,
 }
 KNOWN_TOKENS = frozenset(HARMONY_SPECIAL_TOKENS)
+HARMONY_WORDS = ("system", "developer", "user", "assistant", "analysis", "commentary", "final")
+"""The roles and channels harmony writes between its special tokens. Each is one token of o200k;
+a tokenizer trained on a small corpus must keep them whole too, or a model can write
+`<|channel|>fina…` and never reach the final channel."""
 # Tokens that end the assistant's turn: stop generating there. `<|end|>` only ends one message
 # (the analysis comes before the final), so it is not a stop token for a completion.
 STOP_STRINGS = ("<|return|>", "<|call|>")
@@ -64,6 +78,13 @@ def harmony_chat_template(training: bool = False) -> str:
     `{% generation %}` markers around assistant output (for assistant-only loss masks)."""
     name = "gptoss_training.jinja" if training else "gptoss.jinja"
     return (files("trl") / "chat_templates" / name).read_text(encoding="utf-8")
+
+
+def training_template(tokenizer: Any, date: str | None) -> str:
+    """The chat template `sft` renders with: the tokenizer's own, else TRL's gpt-oss template, with
+    its `Current date` pinned to `date` (None leaves the template's today)."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) and tokenizer.chat_template else harmony_chat_template()
+    return pinned_template(template, date) if date else template
 
 
 def pinned_template(template: str, date: str) -> str:
@@ -120,13 +141,19 @@ class PromptSettings:
     """`Current date:` line (YYYY-MM-DD); None leaves it out (results stay reproducible)."""
     developer: str | None = "質問に日本語で簡潔に答えてください。答えだけを書いてください。"
     """Developer instructions (`# Instructions`); None or "" leaves the developer message out."""
-    format: str = "harmony"
-    """harmony (wikitune's renderer, = openai-harmony) | chat_template (the tokenizer's template, as
-    `sft` trains with; its `Current date` is `date`, else the adapter run's `current_date`, else today)."""
+    format: str = "auto"
+    """auto | harmony | chat_template. harmony: wikitune's renderer (= openai-harmony), with the
+    settings above. chat_template: the tokenizer's template, as `sft` renders (its `Current date`
+    is `date`, else the adapter run's `current_date`, else today). auto: an SFT adapter run's own
+    training prompt (chat_template with the run's system_prompt, developer_prompt,
+    reasoning_effort and current_date, whatever the settings above say), otherwise harmony."""
 
     def __post_init__(self) -> None:
-        if self.format not in ("harmony", "chat_template"):
-            raise WikituneError(f"prompt.format must be harmony or chat_template, got {self.format!r}")
+        if self.format not in PROMPT_FORMATS:
+            raise WikituneError(f"prompt.format must be one of {', '.join(PROMPT_FORMATS)}, got {self.format!r}")
+        if self.format == "chat_template" and self.knowledge_cutoff != DEFAULT_CUTOFF:
+            raise WikituneError(f"the chat template always writes Knowledge cutoff: {DEFAULT_CUTOFF}; "
+                                "use prompt.format=harmony to set prompt.knowledge_cutoff")
         check_reasoning_effort(self.reasoning_effort)
         if self.date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(self.date)):
             raise WikituneError(f"date must be YYYY-MM-DD or null, got {self.date!r}")
@@ -157,13 +184,10 @@ def render_prompt(settings: PromptSettings, question: str, *, context: str | Non
 
 
 def render_with_chat_template(tokenizer: Any, settings: PromptSettings, question: str, *, context: str | None = None) -> str:
-    """The prompt rendered by the tokenizer's chat template (the gpt-oss harmony template), with
-    the developer message, model identity, reasoning effort and a pinned date as `sft` renders them."""
-    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
-    if not template:
-        raise WikituneError("prompt.format=chat_template but the tokenizer has no chat template")
-    if settings.date:
-        template = pinned_template(template, settings.date)
+    """The prompt rendered by the chat template `sft` trains with (`training_template`), with the
+    developer message, model identity, reasoning effort and a pinned date as `sft` renders them
+    (`settings.date` None: the template's today)."""
+    template = training_template(tokenizer, settings.date)
     instructions = developer_instructions(settings.developer, context)
     messages = ([{"role": "developer", "content": instructions}] if instructions else []) + [{"role": "user", "content": question}]
     kwargs: dict[str, Any] = {"reasoning_effort": settings.reasoning_effort}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from wikitune import formats
 from wikitune.errors import WikituneError
-from wikitune.gptoss.harmony import HARMONY_SPECIAL_TOKENS, harmony_chat_template
+from wikitune.gptoss.harmony import HARMONY_SPECIAL_TOKENS, HARMONY_WORDS, harmony_chat_template
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -116,12 +116,13 @@ def _wrap_fast(tok_obj: Any, *, model_max_length: int = 131072) -> "PreTrainedTo
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> "PreTrainedTokenizerBase":
     """Train a byte-level BPE on `texts` with the harmony special tokens; save it to `out_dir`.
 
-    The special tokens come first (ids 0-8, `<|startoftext|>` ... `<|call|>`); there is no
+    The special tokens come first (ids 0-8, `<|startoftext|>` ... `<|call|>`); harmony's role and
+    channel words (`HARMONY_WORDS`) are single tokens at the end of the vocabulary; there is no
     normalizer (an NFKC one would rewrite full-width ？ to ?), so Japanese round-trips exactly.
 
     Args:
         texts: training text, e.g. every article of a corpus.
-        vocab_size: size of the vocabulary, special tokens included (at least 256 + 9 + 1).
+        vocab_size: size of the vocabulary, special tokens and harmony words included.
         out_dir: directory to write; `AutoTokenizer.from_pretrained(out_dir)` reloads it.
 
     Returns:
@@ -130,20 +131,23 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Pa
     Raises:
         WikituneError: `vocab_size` too small for the 256 byte symbols and the special tokens.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     specials = list(HARMONY_SPECIAL_TOKENS)
-    minimum = 256 + len(specials) + 1
+    minimum = 256 + len(specials) + len(HARMONY_WORDS) + 1
     if vocab_size < minimum:
         raise WikituneError(f"tokenizer vocab_size must be at least {minimum} (256 bytes + harmony specials), got {vocab_size}")
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials,
+        vocab_size=vocab_size - len(HARMONY_WORDS), special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     bpe.train_from_iterator(texts, trainer=trainer)
+    # Harmony's roles and channels are single tokens, as in o200k (ordinary text, not special):
+    # whatever the corpus, `<|channel|>final<|message|>` is three tokens the model can learn.
+    bpe.add_tokens([AddedToken(word, single_word=False, normalized=False, special=False) for word in HARMONY_WORDS])
     tok = _wrap_fast(bpe)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.formats import QAItem
-from wikitune.gptoss.harmony import REASONING_EFFORTS, harmony_chat_template, pinned_template, qa_messages
+from wikitune.gptoss.harmony import REASONING_EFFORTS, qa_messages, training_template
 from wikitune.split import is_heldout, split_articles
 
 if TYPE_CHECKING:
@@ -309,8 +309,7 @@ def qa_conversations(items: list[QAItem], tokenizer: "PreTrainedTokenizerBase", 
                      current_date: str) -> list[list[int]]:
     """Token ids of each QA pair as the whole harmony conversation SFT trains on (the tokenizer's
     chat template, `Current date:` pinned), for plain LM loss on every token."""
-    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else harmony_chat_template()
-    template = pinned_template(template, current_date)
+    template = training_template(tokenizer, current_date)
     return [encode_qa(item.question, item.answer, tokenizer, template=template, system_prompt=source.system_prompt,
                       developer_prompt=source.developer_prompt, reasoning_effort=source.reasoning_effort)["input_ids"]
             for item in items]

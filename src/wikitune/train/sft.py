@@ -24,7 +24,7 @@ from pathlib import Path
 from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.formats import QAItem
-from wikitune.gptoss.harmony import REASONING_EFFORTS, harmony_chat_template, pinned_template
+from wikitune.gptoss.harmony import REASONING_EFFORTS, training_template
 from wikitune.gptoss.model import TINY, TinyGptOssConfig
 from wikitune.train import runtime
 from wikitune.train.data import IGNORE_INDEX, encode_qa, pad_collate, read_training_qa
@@ -79,8 +79,7 @@ class SFTConfig(TrainSettings):
 
 def encode_records(items: list[QAItem], tokenizer, cfg: SFTConfig) -> tuple[list[dict], int]:
     """Encoded rows (input_ids, labels) of the QA items, and how many were too long."""
-    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else harmony_chat_template()
-    template = pinned_template(template, cfg.current_date or dt.date.today().isoformat())
+    template = training_template(tokenizer, cfg.current_date or dt.date.today().isoformat())
     rows, too_long = [], 0
     for item in items:
         row = encode_qa(item.question, item.answer, tokenizer, template=template,
