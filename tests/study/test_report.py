@@ -49,7 +49,9 @@ def study(tmp_path_factory) -> Path:
             if step % 5 == 0:
                 f.write(json.dumps({"step": step, "eval_loss": 6.0 / step}) + "\n")
     (cpt / "config.yaml").write_text(yaml.safe_dump({"model": "tiny-gpt-oss", "lora": {"r": 16, "alpha": 32}}))
-    (cpt / "summary.json").write_text(json.dumps({"train_tokens": 5120, "eval_perplexity": 12.5}))
+    (cpt / "summary.json").write_text(json.dumps({"train_tokens": 5120, "final_eval_loss": 2.5, "final_eval_ppl": 12.18, "sources": [
+        {"source": "corpus", "path": "corpus", "fraction": None, "documents": 40, "tokens": 4000, "train_tokens": 3584, "share": 0.7},
+        {"source": "augment", "path": "aug", "fraction": 0.3, "documents": 90, "tokens": 1600, "train_tokens": 1536, "share": 0.3}]}))
     (cpt / "lora_coverage.json").write_text(json.dumps({"targets": [
         {"target": "q_proj", "kind": "module", "matched": 2, "trainable_parameters": 4096, "dropout": 0.05},
         {"target": "mlp.experts.gate_up_proj", "kind": "parameter", "matched": 2, "trainable_parameters": 8192, "dropout": "not applied: PEFT refuses dropout on expert parameters"},
@@ -220,3 +222,10 @@ def test_a_finding_over_seeds_must_hold_on_every_seed():
     assert holds[0].startswith("facts-cpt beats raw-cpt on anime on every seed") and len(holds) == 2
     one_seed_fails = seed_findings({"seed-1": comparison(0.1), "seed-2": comparison(-0.01), "seed-3": comparison(0.2)})
     assert len(one_seed_fails) == 1 and one_seed_fails[0].startswith("1 other paired difference")
+
+
+def test_training_table_shows_perplexity_and_the_data_mixture(study):
+    md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| final_eval_ppl | 12.18 |" in md  # the key the training summaries really write
+    mixture = md[md.index("### CPT data mixture"):]
+    assert "| cpt | augment | aug | 0.3 | 90 | 1536 | 0.3 |" in mixture

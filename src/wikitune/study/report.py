@@ -271,6 +271,13 @@ def build_tables(art: Artifacts) -> dict[str, list[Table]]:
             if any(key in summaries[r] for r in runs):
                 rows.append([key] + [summaries[r].get(key, "–") for r in runs])
         sections["Training"].append(Table("Hyper-parameters and outcome (config.yaml, summary.json)", ["", *runs], rows, "hyperparameters"))
+        mixture = [[name, str(src.get("source")), str(src.get("path")), _fmt(src.get("fraction")), _fmt(src.get("documents")),
+                    _fmt(src.get("train_tokens", src.get("tokens"))), _fmt(src.get("share"))]
+                   for name, t in art.training.items() for src in (t["summary"].get("sources") or []) if isinstance(src, dict)]
+        if mixture:
+            sections["Training"].append(Table("CPT data mixture: what each run trained on (realised token shares)",
+                                              ["run", "source", "path", "declared fraction", "documents", "training tokens",
+                                               "realised share"], mixture, "mixture"))
     for name, train in art.training.items():
         coverage = train["coverage"]
         if isinstance(coverage, dict) and isinstance(coverage.get("targets"), list):
