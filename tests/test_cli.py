@@ -8,7 +8,7 @@ import sys
 import pytest
 
 # Commands of the contract (shared DESIGN.md) that exist so far. A later stage adds its name here.
-COMMANDS = ["extract", "crawl", "corpus", "qa", "eval", "compare", "serve", "cpt", "sft", "merge", "run", "report"]
+COMMANDS = ["extract", "crawl", "corpus", "qa", "eval", "compare", "serve", "cpt", "sft", "merge", "run", "report", "organism"]
 
 
 def wikitune(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -37,6 +37,7 @@ def test_version():
         (["extract", "demo", "--out", "{tmp}/c", "--exclude", "("], "not a valid regex"),
         (["extract", "demo", "--out", "{tmp}/c", "--linktarget", "x.sql"], "only make sense with --categorylinks"),
         (["corpus", "stats", "{tmp}"], "has no manifest.json"),
+        (["organism", "base", "--out", "{tmp}/o", "--epochs", "0"], "epochs must be 1 or more"),
         (["crawl", "--root", "X", "--out", "{tmp}/c", "--depth", "-1"], "--depth must be 0 or more"),
         (["crawl", "--root", "X", "--out", "{tmp}/c", "--api", "ftp://x"], "not an http(s) URL"),
         (["crawl", "--root", "X", "--out", "{tmp}/c", "--api", "http://127.0.0.1:9/api.php", "--max-retries", "0"], "failed after 1 try"),

@@ -200,12 +200,18 @@ def cpt(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides (dotted keys: lora.r=8).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML config (keys of CPTConfig), e.g. configs/tiny/cpt.yaml.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its last checkpoint.")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="Print parameters, steps and a peak GPU memory estimate from config.json; train nothing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With --plan: print one JSON object.")] = False,
+    gpu_memory_gib: Annotated[Optional[float], typer.Option("--gpu-memory-gib", help="GPU memory to plan and check against (default: the visible GPU's, else 80).")] = None,
+    corpus_tokens: Annotated[Optional[int], typer.Option("--corpus-tokens", help="With --plan: training tokens per epoch instead of counting the corpus.")] = None,
 ) -> None:
     """Continued pre-training (LoRA on attention and experts) on a corpus directory."""
     from wikitune.config import load_config
     from wikitune.train.cpt import CPTConfig, run_cpt
 
     cfg = load_config(CPTConfig, config, list(overrides or []) + (["resume=true"] if resume else []))
+    if _plan_or_check(cfg, plan, json_out, gpu_memory_gib, corpus_tokens):
+        return
     run = run_cpt(cfg)
     typer.echo(_train_line(run))
 
@@ -215,14 +221,44 @@ def sft(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides (dotted keys: lora.r=8).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML config (keys of SFTConfig), e.g. configs/tiny/sft.yaml.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its last checkpoint.")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="Print parameters, steps and a peak GPU memory estimate from config.json; train nothing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With --plan: print one JSON object.")] = False,
+    gpu_memory_gib: Annotated[Optional[float], typer.Option("--gpu-memory-gib", help="GPU memory to plan and check against (default: the visible GPU's, else 80).")] = None,
+    corpus_tokens: Annotated[Optional[int], typer.Option("--corpus-tokens", help="With --plan: training tokens per epoch instead of counting the QA pairs.")] = None,
 ) -> None:
     """Supervised fine-tuning (LoRA) on QA pairs as harmony chats, loss on the final answer only."""
     from wikitune.config import load_config
     from wikitune.train.sft import SFTConfig, run_sft
 
     cfg = load_config(SFTConfig, config, list(overrides or []) + (["resume=true"] if resume else []))
+    if _plan_or_check(cfg, plan, json_out, gpu_memory_gib, corpus_tokens):
+        return
     run = run_sft(cfg)
     typer.echo(_train_line(run))
+
+
+def _plan_or_check(cfg, plan: bool, json_out: bool, gpu_memory_gib: Optional[float], corpus_tokens: Optional[int]) -> bool:
+    """With --plan print the plan and return True (nothing is trained); otherwise stop a run whose
+    memory estimate exceeds the GPU before its weights load, and return False."""
+    from wikitune.train.plan import check_fits, format_plan, make_plan
+
+    if json_out and not plan:
+        raise WikituneError("--json goes with --plan")
+    if corpus_tokens is not None and corpus_tokens < 1:
+        raise WikituneError(f"--corpus-tokens must be 1 or more, got {corpus_tokens}")
+    if gpu_memory_gib is not None and gpu_memory_gib <= 0:
+        raise WikituneError(f"--gpu-memory-gib must be positive, got {gpu_memory_gib}")
+    if not plan:
+        check_fits(cfg, gpu_memory_gib)
+        return False
+    result = make_plan(cfg, gpu_memory_gib=gpu_memory_gib, corpus_tokens=corpus_tokens)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        typer.echo(format_plan(result))
+    return True
 
 
 def _train_line(run: Path) -> str:
@@ -331,6 +367,33 @@ def report(
     from wikitune.study.report import write_report
 
     typer.echo(f"{write_report(run_dir, out)}")
+
+
+organism_app = typer.Typer(help="The demo's model organism: a general (non-anime) world and its base model.", no_args_is_help=True)
+app.add_typer(organism_app, name="organism")
+
+
+@organism_app.command("base")
+def organism_base(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write: world files, manifest.json, metrics.jsonl, model/.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the world, the initial weights and the data order.")] = 0,
+    anime_corpus: Annotated[Optional[Path], typer.Option("--anime-corpus", help="Corpus whose text the BPE also learns; default the demo wiki.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the packed blocks.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many steps (smoke runs).")] = None,
+) -> None:
+    """Generate the general world and train the tiny gpt-oss on it in full (CPU, minutes)."""
+    import json
+
+    from wikitune.organism.base import BaseConfig, train_base
+
+    given = {"epochs": epochs, "lr": lr, "max_steps": max_steps}
+    cfg = BaseConfig(out=str(out), seed=seed, anime_corpus=str(anime_corpus) if anime_corpus else None,
+                     **{key: value for key, value in given.items() if value is not None})
+    model_dir = train_base(cfg)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    typer.echo(f"{model_dir}: {manifest['steps']} steps, loss {manifest['first_loss']:.3f} -> {manifest['final_loss']:.3f}, "
+               f"{manifest['seconds']:.0f}s; control QA: {out / 'control.jsonl'}")
 
 
 def main() -> None:

@@ -46,11 +46,6 @@ MANIFEST = "manifest.json"
 SEPARATOR = "<|endoftext|>"
 
 
-def _default_tiny() -> TinyGptOssConfig:
-    return TinyGptOssConfig(num_hidden_layers=4, hidden_size=128, intermediate_size=128, num_attention_heads=4,
-                            num_key_value_heads=2, head_dim=32, sliding_window=128)
-
-
 @dataclass
 class BaseConfig:
     """Settings of `wikitune organism base`."""
@@ -66,13 +61,13 @@ class BaseConfig:
     None: the demo wiki shipped in the package."""
     vocab_size: int = 4000
     """Vocabulary of the BPE, special tokens and harmony words included."""
-    tiny: TinyGptOssConfig = field(default_factory=_default_tiny)
+    tiny: TinyGptOssConfig = field(default_factory=TinyGptOssConfig)
     """Sizes of the tiny gpt-oss (its seed is `seed`)."""
-    epochs: int = 40
+    epochs: int = 80
     """Passes over the packed blocks."""
     lr: float = 3e-3
     """Peak learning rate (AdamW, linear warm-up then cosine decay to 10%)."""
-    batch_size: int = 16
+    batch_size: int = 8
     """Blocks per optimizer step."""
     block_size: int = 256
     """Tokens per packed block."""
@@ -152,8 +147,9 @@ def train_base(cfg: BaseConfig) -> Path:
     # ---- model
     model = build_tiny_gpt_oss(len(tokenizer), cfg.tiny, pad_token_id=tokenizer.pad_token_id,
                                eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model.config.use_cache = False
-    model.train()
+    model.to(device).train()
     rng = random.Random(f"{cfg.seed}:order")
     blocks_per_epoch = len(pack(rows, cfg.block_size))
     steps_per_epoch = blocks_per_epoch // cfg.batch_size
@@ -178,8 +174,8 @@ def train_base(cfg: BaseConfig) -> Path:
             if step >= total:
                 break
             batch = blocks[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            ids = torch.tensor([blk[0] for blk in batch])
-            labels = torch.tensor([blk[1] for blk in batch])
+            ids = torch.tensor([blk[0] for blk in batch], device=device)
+            labels = torch.tensor([blk[1] for blk in batch], device=device)
             loss = model(input_ids=ids, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -194,7 +190,7 @@ def train_base(cfg: BaseConfig) -> Path:
                 log.info("organism base: step %d/%d loss %.4f", step, total, losses[-1])
     # ---- save
     model.config.use_cache = True
-    model.eval()
+    model.to("cpu").eval()
     model.save_pretrained(out / MODEL_DIR)
     tokenizer.save_pretrained(out / MODEL_DIR)
     manifest = {
