@@ -22,7 +22,8 @@ SHARED_SUMMARY_KEYS = {
     "trainable_params", "trainable_by_kind", "device",
 }
 # The YAML keys of configs/*/cpt*.yaml and sft*.yaml: fields only the stage has.
-CPT_ONLY = {"corpus", "text_field", "heldout_fraction", "block_size", "separator", "max_eval_blocks"}
+CPT_ONLY = {"corpus", "text_field", "heldout_fraction", "block_size", "separator", "max_eval_blocks", "data", "order",
+            "current_date"}
 SFT_ONLY = {"qa", "qa_split", "eval_qa", "system_prompt", "developer_prompt", "reasoning_effort", "current_date",
             "max_length", "adapter_mode"}
 

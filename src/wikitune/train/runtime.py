@@ -33,6 +33,7 @@ from wikitune.outputs import OutputLock
 from wikitune.gptoss.model import (TINY, TinyGptOssConfig, check_quantization, load_model_and_tokenizer, load_tokenizer,
                                    train_bpe_tokenizer)
 from wikitune.train.lora import LoraSettings, apply_lora, continue_adapter
+from wikitune.train.loss import LOSSES, chunked_loss_trainer
 
 if TYPE_CHECKING:
     import torch
@@ -87,6 +88,10 @@ class TrainSettings:
     """Attention kernel (eager on CPU; e.g. kernels-community/vllm-flash-attn3 on Hopper)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward: less memory, about half the speed."""
+    loss: str = "plain"
+    """Causal-LM loss: plain (transformers': full-vocabulary fp32 logits of the whole batch) or
+    chunked (`wikitune.train.loss`: a chunk of tokens' logits at a time, Liger's fused kernel on
+    a GPU where installed); same value and gradients."""
     # ---- LoRA
     lora: LoraSettings = field(default_factory=LoraSettings)
     """LoRA targets and hyper-parameters of a new adapter (see lora_coverage.json after a run);
@@ -138,6 +143,8 @@ class TrainSettings:
             raise WikituneError(f"epochs must be positive, got {self.epochs}")
         if self.learning_rate <= 0:
             raise WikituneError("learning_rate must be positive")
+        if self.loss not in LOSSES:
+            raise WikituneError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.bf16 not in BF16_SETTINGS:
             raise WikituneError(f"bf16 must be auto, true or false, got {self.bf16!r}")
         check_quantization(self.model, self.quantization)
@@ -469,7 +476,8 @@ def train(cfg: TrainSettings, model: Any, rows: Any, eval_rows: Any, collate: Ca
         trim_metrics(run_dir, checkpoint_step(resume_from))
     per_step = tokens_per_step(args.world_size) if tokens_per_step is not None else None
     metrics = metrics_callback(run_dir, per_step)
-    trainer = Trainer(
+    trainer_cls = chunked_loss_trainer() if cfg.loss == "chunked" else Trainer
+    trainer = trainer_cls(
         model=model, args=args, train_dataset=rows, eval_dataset=eval_rows, data_collator=collate,
         optimizers=(optimizer, None), callbacks=[metrics, *(callbacks or [])],
     )
