@@ -228,3 +228,20 @@ def test_ctrl_c_stops_extract_and_the_rerun_works(big_dump, old_corpus, tmp_path
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads((corpus / "manifest.json").read_text())["roots"] == ["アニメ関連企業"]
     only_the_corpus_is_left(tmp_path)
+
+
+def test_a_ctrl_c_that_python_swallows_still_stops_the_extract():
+    from wikitune.corpus.extract import _ctrl_c_sticks
+
+    class RaisesInDel:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)  # its KeyboardInterrupt is raised inside __del__: Python ignores it
+
+    before = signal.getsignal(signal.SIGINT)
+    with _ctrl_c_sticks() as interrupted:
+        interrupted()  # nothing yet
+        obj = RaisesInDel()
+        del obj  # "Exception ignored in ... __del__": the interrupt would be lost here
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+    assert signal.getsignal(signal.SIGINT) is before

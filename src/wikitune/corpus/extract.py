@@ -20,14 +20,15 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
 import time
 from collections import Counter, deque
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from difflib import get_close_matches
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from wikitune.corpus import convert
 from wikitune.corpus.index import (
@@ -219,13 +220,40 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         WikituneError: bad input (the dump is not a dump, an unknown root, ...), or `OUT` is not
             empty and not a wikitune corpus, or another process is writing it (`OutputLocked`).
     """
-    with corpus_output(cfg.out) as output:
-        manifest = _extract_into(cfg, output.work)
+    with corpus_output(cfg.out) as output, _ctrl_c_sticks() as interrupted:
+        manifest = _extract_into(cfg, output.work, interrupted)
+        interrupted()  # an interrupt that Python swallowed still stops us before the swap
         output.commit()
     return ExtractResult(out=cfg.out, manifest=manifest)
 
 
-def _extract_into(cfg: ExtractConfig, out: Path) -> dict[str, Any]:
+@contextmanager
+def _ctrl_c_sticks() -> Iterator[Callable[[], None]]:
+    """Ctrl-C must stop an extract even when its KeyboardInterrupt lands where Python swallows
+    exceptions (a `__del__` or weakref callback run by the garbage collector, seen under load):
+    the interrupt is remembered, and the check it yields raises it again. Main thread only
+    (elsewhere Python delivers no signals); the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    seen: list[int] = []
+
+    def on_sigint(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def check() -> None:
+        if seen:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _extract_into(cfg: ExtractConfig, out: Path, interrupted: Callable[[], None]) -> dict[str, Any]:
     started = time.perf_counter()
     roots = cfg.root_names()
     writer = CorpusWriter(out)
@@ -265,6 +293,7 @@ def _extract_into(cfg: ExtractConfig, out: Path) -> dict[str, Any]:
         # closing(): on Ctrl-C or an error the worker pool is terminated now, not when collected.
         with closing(_converted_pages(wanted, workers)) as converted_pages:
             for page, converted in converted_pages:
+                interrupted()
                 if not converted.text.strip():
                     indexer.skipped["empty_text"] += 1
                     continue
