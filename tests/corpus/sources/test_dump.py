@@ -221,8 +221,11 @@ def test_memory_does_not_grow_with_dump_size(tmp_path):
     small.write_text(dump_xml([page_xml(i, f"P{i}", body) for i in range(1, 501)]), encoding="utf-8")
     large.write_text(dump_xml([page_xml(i, f"P{i}", body) for i in range(1, 10001)]), encoding="utf-8")
     assert large.stat().st_size > 15 * small.stat().st_size
-    # 20x the pages must not need anywhere near 20x the memory.
-    assert _peak_bytes(large) < 2 * _peak_bytes(small)
+    # 20x the pages must not need anywhere near 20x the memory. The read-ahead queue (4 chunks of
+    # 64 KiB, plus the chunk being parsed and its carry-over) is a constant that a small dump may
+    # never fill while a large one does, depending on thread timing: it is allowed on top.
+    read_ahead = (4 + 2) * (1 << 16)
+    assert _peak_bytes(large) < 2 * _peak_bytes(small) + read_ahead
 
 
 def test_real_truncated_2022_dump():
