@@ -23,10 +23,16 @@ MAX_SHARED = 3
 _SLOT = re.compile(r"\{[^{}]*\}")
 
 
+def rule_templates() -> list[tuple[str, str, str]]:
+    """(field, training question, evaluation question) of every rule of `qa build` (private tables:
+    the tests read them, the code does not)."""
+    tables = [qa_build._WORK_RULES, *qa_build._ENTITY_RULES.values(), qa_build._LEAD_RULES]
+    return [(name, train, evaluation) for table in tables for name, (train, evaluation) in table.items()]
+
+
 def question_templates() -> list[str]:
-    """Every question template of `qa build`'s rules (private tables: the test reads them, the code does not)."""
-    return [*qa_build._WORK_RULES.values(), *(t for rules in qa_build._ENTITY_RULES.values() for t in rules.values()),
-            *qa_build._LEAD_RULES.values()]
+    """Every question template of `qa build`'s rules, both phrasings."""
+    return [q for _name, train, evaluation in rule_templates() for q in (train, evaluation)]
 
 
 def literal_pieces(template: str) -> list[str]:

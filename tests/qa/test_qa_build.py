@@ -1,10 +1,12 @@
 """`qa build` on the demo corpus: the rules, the aliases, the splits, the contract of the QA files."""
 
 import json
+import re
 
 import jsonschema
 import pytest
 
+from tests.augment.test_augment_templates import rule_templates
 from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.qa.build import QABuildConfig, run_qa_build
@@ -16,9 +18,27 @@ def rows(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def _training_phrasing(question: str) -> str | None:
+    """The training phrasing of an evaluation question (the rule whose evaluation template it fills)."""
+    for _name, train, evaluation in rule_templates():
+        pattern = "".join(f"(?P<{part[1:-1]}>.+)" if part.startswith("{") else re.escape(part)
+                          for part in re.split(r"(\{\w+\})", evaluation) if part)
+        match = re.fullmatch(pattern, question)
+        if match:
+            return train.format(**match.groupdict())
+    return None
+
+
 def by_question(qa_dir):
-    """Every mined question, the unseen ones a training article leaks included (they keep their aliases)."""
-    return {r["question"]: r for name in ("train", "test", "unseen", "unseen_leaked") for r in rows(qa_dir / f"{name}.jsonl")}
+    """Every mined question by its training phrasing (test and unseen ask in their evaluation
+    phrasing), the unseen ones a training article leaks included (they keep their aliases)."""
+    out = {}
+    for name in ("train", "test", "unseen", "unseen_leaked"):
+        for r in rows(qa_dir / f"{name}.jsonl"):
+            question = r["question"] if name == "train" else _training_phrasing(r["question"])
+            assert question is not None, f"{name}: {r['question']} is in no evaluation phrasing"
+            out[question] = r
+    return out
 
 
 def test_records_follow_the_contract(demo_qa):

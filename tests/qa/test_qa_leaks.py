@@ -16,12 +16,13 @@ from wikitune.qa.build import Fact, find_leaks
 from wikitune.split import is_heldout
 from wikitune.text.ja import bracketless, normalize_answer
 
-# The demo's unseen facts that other (training) articles state: (question, answer).
+# The demo's unseen facts that other (training) articles state: (question, answer), in the
+# evaluation phrasing every unseen question takes.
 LEAKED = {
-    ("OVA『NEON DRIVE』の監督は誰ですか？", "久遠寺誠一"),                       # 瀬川透, 鉄騎兵ガルディオン, ミナモ動画
-    ("OVA『NEON DRIVE』のアニメーション制作を担当した会社はどこですか？", "ミナモ動画"),
-    ("真島 ほのかの所属先はどこですか？", "スタジオ灯火"),                     # 星海のアルカディア: 蒼の章
-    ("スタジオ灯火の代表者は誰ですか？", "代表取締役 篠原美咲"),               # 瀬川透
+    ("OVA『NEON DRIVE』で監督を受け持った人物の名は？", "久遠寺誠一"),           # 瀬川透, 鉄騎兵ガルディオン, ミナモ動画
+    ("OVA『NEON DRIVE』でアニメーション制作を受け持った会社の名は？", "ミナモ動画"),
+    ("人物真島 ほのかの所属の名は？", "スタジオ灯火"),                          # 星海のアルカディア: 蒼の章
+    ("スタジオ灯火の代表者に該当する人物の名は？", "代表取締役 篠原美咲"),       # 瀬川透
 }
 
 
@@ -109,9 +110,9 @@ def test_no_fact_in_two_splits(demo_qa):
             assert seen.setdefault(key, name) == name, (name, r["question"], seen[key])
     questions = {name: {r["question"] for r in records} for name, records in split_rows.items()}
     # 漫画『X』の出版社 vs 小説『X』の出版社, and 作者 vs 原作 of one work: the test copy stays, train's goes
-    assert "小説『魔導探偵サクラ』の出版社はどこですか？" in questions["test"]
+    assert "小説『魔導探偵サクラ』の出版社の名は？" in questions["test"]
     assert "漫画『魔導探偵サクラ』の出版社はどこですか？" not in questions["train"]
-    assert "テレビアニメ『風見鶏の交響曲』の原作者（原作）は誰ですか？" in questions["test"]
+    assert "テレビアニメ『風見鶏の交響曲』で原作を受け持った人物の名は？" in questions["test"]
     assert "漫画『風見鶏の交響曲』の作者は誰ですか？" not in questions["train"]
 
 

@@ -12,7 +12,11 @@ Rule-based and deterministic: each rule turns one infobox field (監督, シリ�
 sentence into a question. Answers get aliases: bracket-less forms ("雨森千景（アトリエ霧雨）" ->
 "雨森千景"), the title and redirects of the corpus article the answer names, and forms without a
 job title or counter ("代表取締役 篠原美咲" -> "篠原美咲", "全12話" -> "12話"). A question that two
-facts would answer differently is dropped (ambiguous), and so is a multi-valued field.
+facts would answer differently is dropped (ambiguous), and so is a multi-valued field. Each rule
+has two phrasings: train.jsonl asks in the training one (SFT learns it), test.jsonl and
+unseen.jsonl in an evaluation one that shares no wording with it, with `augment --method facts`'s
+sentences or with the organism world's texts (a model answering them knows the fact; it has not
+matched a question it was trained on).
 
 The article split is `wikitune.split.is_heldout` (shared with CPT); inside training articles a
 fact goes to test when a hash of its id falls below `test_fraction`. Two checks then keep the
@@ -62,67 +66,72 @@ _MEDIUM = {
     "manga": "漫画", "novel": "小説", "game": "ゲーム",
 }
 
-# Work fields: field -> question template ({w}: 『title』 with its medium).
+# Every rule asks its fact in two phrasings: the first for train.jsonl (SFT's questions), the
+# second for test.jsonl and unseen.jsonl. The evaluation phrasings share no literal run of 4
+# characters with the training ones, with `augment --method facts`'s templates or with the
+# organism world's texts (tests/qa/test_question_templates.py checks it, the field's own name set
+# aside): a model that answers them has learnt the fact, not the wording of a question it trained on.
+# Work fields: field -> (training, evaluation) template ({w}: 『title』 with its medium).
 _WORK_RULES = {
-    "監督": "{w}の監督は誰ですか？",
-    "シリーズ構成": "{w}でシリーズ構成を担当したのは誰ですか？",
-    "脚本": "{w}の脚本を担当したのは誰ですか？",
-    "キャラクターデザイン": "{w}のキャラクターデザインを担当したのは誰ですか？",
-    "メカニックデザイン": "{w}のメカニックデザインを担当したのは誰ですか？",
-    "美術監督": "{w}の美術監督は誰ですか？",
-    "音楽": "{w}の音楽を担当したのは誰ですか？",
-    "アニメーション制作": "{w}のアニメーション制作を担当した会社はどこですか？",
-    "制作": "{w}を制作したアニメーション制作会社はどこですか？",
-    "原作": "{w}の原作者（原作）は誰ですか？",
-    "放送局": "{w}を放送したテレビ局はどこですか？",
-    "放送開始": "{w}の放送が始まったのはいつですか？",
-    "話数": "{w}は全何話ですか？",
-    "封切日": "{w}が公開されたのはいつですか？",
-    "発売日": "{w}が発売されたのはいつですか？",
-    "上映時間": "{w}の上映時間は何分ですか？",
-    "配給": "{w}の配給会社はどこですか？",
-    "興行収入": "{w}の興行収入はいくらですか？",
-    "作者": "{w}の作者は誰ですか？",
-    "著者": "{w}の著者は誰ですか？",
-    "作画": "{w}の作画を担当したのは誰ですか？",
-    "イラスト": "{w}のイラストを担当したのは誰ですか？",
-    "出版社": "{w}の出版社はどこですか？",
-    "掲載誌": "{w}が連載された雑誌は何ですか？",
-    "レーベル": "{w}のレーベルは何ですか？",
-    "巻数": "{w}の巻数は何巻ですか？",
+    "監督": ("{w}の監督は誰ですか？", "{w}で監督を受け持った人物の名は？"),
+    "シリーズ構成": ("{w}でシリーズ構成を担当したのは誰ですか？", "{w}でシリーズ構成を受け持った人物の名は？"),
+    "脚本": ("{w}の脚本を担当したのは誰ですか？", "{w}で脚本を受け持った人物の名は？"),
+    "キャラクターデザイン": ("{w}のキャラクターデザインを担当したのは誰ですか？", "{w}でキャラクターデザインを受け持った人物の名は？"),
+    "メカニックデザイン": ("{w}のメカニックデザインを担当したのは誰ですか？", "{w}でメカニックデザインを受け持った人物の名は？"),
+    "美術監督": ("{w}の美術監督は誰ですか？", "{w}で美術監督を受け持った人物の名は？"),
+    "音楽": ("{w}の音楽を担当したのは誰ですか？", "{w}で音楽を受け持った人物の名は？"),
+    "アニメーション制作": ("{w}のアニメーション制作を担当した会社はどこですか？", "{w}でアニメーション制作を受け持った会社の名は？"),
+    "制作": ("{w}を制作したアニメーション制作会社はどこですか？", "{w}の制作を受け持った会社の名は？"),
+    "原作": ("{w}の原作者（原作）は誰ですか？", "{w}で原作を受け持った人物の名は？"),
+    "放送局": ("{w}を放送したテレビ局はどこですか？", "{w}の放送局の名は？"),
+    "放送開始": ("{w}の放送が始まったのはいつですか？", "{w}の放送開始の日取りは？"),
+    "話数": ("{w}は全何話ですか？", "{w}の話数を数字で言うと？"),
+    "封切日": ("{w}が公開されたのはいつですか？", "{w}の封切日の日取りは？"),
+    "発売日": ("{w}が発売されたのはいつですか？", "{w}の発売日の日取りは？"),
+    "上映時間": ("{w}の上映時間は何分ですか？", "{w}の上映時間を数字で言うと？"),
+    "配給": ("{w}の配給会社はどこですか？", "{w}で配給を受け持った会社の名は？"),
+    "興行収入": ("{w}の興行収入はいくらですか？", "{w}の興行収入を数字で言うと？"),
+    "作者": ("{w}の作者は誰ですか？", "{w}の作者に該当する人物の名は？"),
+    "著者": ("{w}の著者は誰ですか？", "{w}の著者に該当する人物の名は？"),
+    "作画": ("{w}の作画を担当したのは誰ですか？", "{w}で作画を受け持った人物の名は？"),
+    "イラスト": ("{w}のイラストを担当したのは誰ですか？", "{w}でイラストを受け持った人物の名は？"),
+    "出版社": ("{w}の出版社はどこですか？", "{w}の出版社の名は？"),
+    "掲載誌": ("{w}が連載された雑誌は何ですか？", "{w}の掲載誌の名は？"),
+    "レーベル": ("{w}のレーベルは何ですか？", "{w}のレーベルの名は？"),
+    "巻数": ("{w}の巻数は何巻ですか？", "{w}の巻数を数字で言うと？"),
 }
 # Fields of people, voice actors, characters, companies, municipalities: {n} is the name.
 _ENTITY_RULES = {
     "character": {
-        "声優": "{work}に登場する{n}の声優は誰ですか？",
-        "所属": "{work}に登場する{n}の所属は何ですか？",
-        "誕生日": "{work}に登場する{n}の誕生日はいつですか？",
+        "声優": ("{work}に登場する{n}の声優は誰ですか？", "{work}の登場人物{n}で声優を受け持った人物の名は？"),
+        "所属": ("{work}に登場する{n}の所属は何ですか？", "{work}の登場人物{n}の所属の名は？"),
+        "誕生日": ("{work}に登場する{n}の誕生日はいつですか？", "{work}の登場人物{n}の誕生日の日取りは？"),
     },
     "person": {
-        "生年月日": "{n}の生年月日はいつですか？",
-        "出身地": "{n}の出身地はどこですか？",
-        "所属": "{n}の所属先はどこですか？",
-        "所属事務所": "声優の{n}の所属事務所はどこですか？",
-        "血液型": "{n}の血液型は何型ですか？",
+        "生年月日": ("{n}の生年月日はいつですか？", "人物{n}の生年月日の日取りは？"),
+        "出身地": ("{n}の出身地はどこですか？", "人物{n}の出身地の地名は？"),
+        "所属": ("{n}の所属先はどこですか？", "人物{n}の所属の名は？"),
+        "所属事務所": ("声優の{n}の所属事務所はどこですか？", "人物{n}の所属事務所の名は？"),
+        "血液型": ("{n}の血液型は何型ですか？", "人物{n}の血液型を記号で言うと？"),
     },
     "company": {
-        "設立": "{n}が設立されたのはいつですか？",
-        "本社所在地": "{n}の本社はどこにありますか？",
-        "代表者": "{n}の代表者は誰ですか？",
-        "資本金": "{n}の資本金はいくらですか？",
+        "設立": ("{n}が設立されたのはいつですか？", "{n}の設立の日取りは？"),
+        "本社所在地": ("{n}の本社はどこにありますか？", "{n}の本社所在地の地名は？"),
+        "代表者": ("{n}の代表者は誰ですか？", "{n}の代表者に該当する人物の名は？"),
+        "資本金": ("{n}の資本金はいくらですか？", "{n}の資本金を数字で言うと？"),
     },
     "municipality": {
-        "都道府県": "{n}はどの都道府県にありますか？",
-        "市長": "{n}の市長は誰ですか？",
-        "市の木": "{n}の市の木は何ですか？",
-        "市の花": "{n}の市の花は何ですか？",
+        "都道府県": ("{n}はどの都道府県にありますか？", "{n}の属する都道府県の名は？"),
+        "市長": ("{n}の市長は誰ですか？", "{n}の市長に該当する人物の名は？"),
+        "市の木": ("{n}の市の木は何ですか？", "{n}の市の木の名は？"),
+        "市の花": ("{n}の市の花は何ですか？", "{n}の市の花の名は？"),
     },
 }
-# Lead-sentence facts "(の)<attr>は<value>。": attr -> template ({n}: the article title).
+# Lead-sentence facts "(の)<attr>は<value>。": attr -> (training, evaluation) template ({n}: the article title).
 _LEAD_RULES = {
-    "県庁所在地": "{n}の県庁所在地はどこですか？",
-    "主催": "{n}の主催者はどこですか？",
-    "略称": "{n}の略称は何ですか？",
+    "県庁所在地": ("{n}の県庁所在地はどこですか？", "{n}の県庁所在地の地名は？"),
+    "主催": ("{n}の主催者はどこですか？", "{n}の主催に該当する団体の名は？"),
+    "略称": ("{n}の略称は何ですか？", "{n}の略称を短く言うと？"),
 }
 _LEAD_PATTERN = re.compile(r"(?:^|[。、]\s*)(?P<attr>" + "|".join(_LEAD_RULES) + r")は「?(?P<value>[^。、「」]{1,30}?)」?(?:である|です)?。")
 
@@ -175,11 +184,14 @@ class Fact:
 
     id: str
     question: str
+    """The question in its training phrasing (train.jsonl)."""
     answer: str
     aliases: list[str]
     pageid: int
     title: str
     rule: str
+    eval_question: str = ""
+    """The question in its evaluation phrasing (test.jsonl, unseen.jsonl); empty: `question` (an LLM's question)."""
     subject: str = ""
     """The entity the question asks about: the source article's title for work, lead and LLM facts (every medium
     of one article is one work), the infobox's name for a person, character, company or municipality."""
@@ -287,14 +299,14 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
     pageid, title = int(record["pageid"]), record["title"]
     covered: set[str] = set()
 
-    def fact(key: str, rule: str, question: str, answer: str, subject: str = title) -> Fact | None:
+    def fact(key: str, rule: str, questions: tuple[str, str], answer: str, subject: str = title) -> Fact | None:
         answer = answer.strip()
         why = _usable(answer, cfg.max_answer_chars)
         if why:
             skipped[why] += 1
             return None
         return Fact(
-            id=f"{pageid}:{key}", question=question, answer=answer,
+            id=f"{pageid}:{key}", question=questions[0], eval_question=questions[1], answer=answer,
             aliases=answer_aliases(answer, names), pageid=pageid, title=title, rule=rule, subject=subject,
         )
 
@@ -304,9 +316,9 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
         if kind == "work":
             work_title = fields.get("タイトル") or title
             w = f"{medium}『{work_title}』"
-            for name, template_q in _WORK_RULES.items():
+            for name, templates in _WORK_RULES.items():
                 if fields.get(name):
-                    made = fact(f"{i}:{name}", f"work:{name}", template_q.format(w=w), fields[name])
+                    made = fact(f"{i}:{name}", f"work:{name}", tuple(t.format(w=w) for t in templates), fields[name])
                     if made:
                         covered.add(name)
                         yield made
@@ -315,9 +327,10 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
             if kind == "company":
                 n = title  # 社名 carries 株式会社; people ask about the common name
             work = f"『{fields['作品']}』" if fields.get("作品") else "作品"
-            for name, template_q in _ENTITY_RULES[kind].items():
+            for name, templates in _ENTITY_RULES[kind].items():
                 if fields.get(name):
-                    made = fact(f"{i}:{name}", f"{kind}:{name}", template_q.format(n=n, work=work), fields[name], n)
+                    made = fact(f"{i}:{name}", f"{kind}:{name}", tuple(t.format(n=n, work=work) for t in templates),
+                                fields[name], n)
                     if made:
                         covered.add(name)
                         yield made
@@ -327,7 +340,7 @@ def mine_facts(record: dict, names: dict[str, list[str]], cfg: QABuildConfig, sk
         if attr in covered:
             continue
         covered.add(attr)
-        made = fact(f"lead:{attr}", f"lead:{attr}", _LEAD_RULES[attr].format(n=title), match.group("value"))
+        made = fact(f"lead:{attr}", f"lead:{attr}", tuple(t.format(n=title) for t in _LEAD_RULES[attr]), match.group("value"))
         if made:
             yield made
 
@@ -484,7 +497,8 @@ def run_qa_build(cfg: QABuildConfig, *, llm_backend: Any = None) -> QABuildResul
 
     def item(name: str, f: Fact) -> QAItem:
         return QAItem(
-            id=f"{name}:{f.id}", question=f.question, answer=f.answer, aliases=f.aliases,
+            id=f"{name}:{f.id}", question=f.question if name == "train" else (f.eval_question or f.question),
+            answer=f.answer, aliases=f.aliases,
             domain=cfg.domain, split="train" if name == "train" else "test",
             source={"pageid": f.pageid, "title": f.title},
         )
