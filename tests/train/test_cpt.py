@@ -86,7 +86,7 @@ def test_a_corpus_alone_is_a_one_source_mixture_in_the_summary(trained, repeated
     assert summary["train_tokens"] - summary["train_blocks"] * 32 < 32  # all but the tail shorter than a block
 
 
-def test_saved_adapter_reloads_to_identical_logits(trained):
+def test_saved_adapter_reloads_to_the_same_logits(trained):
     from wikitune.gptoss.model import load_model_and_tokenizer
 
     run, capture = trained
@@ -96,7 +96,9 @@ def test_saved_adapter_reloads_to_identical_logits(trained):
         expected = capture.model(input_ids=ids).logits
         model, tok = load_model_and_tokenizer(None, adapter=run)  # model, tokenizer, sizes from the run
         got = model(input_ids=ids).logits
-    assert torch.equal(expected, got)
+    # training ran the experts' low-rank path, the reloaded adapter runs PEFT's: the same function
+    # summed in another order, so equal to float rounding (a lost or misplaced weight is far off)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     assert len(tok) == 400
 
 

@@ -9,7 +9,8 @@ import torch
 
 from wikitune.errors import WikituneError
 from wikitune.gptoss.model import build_tiny_gpt_oss
-from wikitune.train.lora import COVERAGE_FILE, LoraSettings, apply_lora, match_modules
+from wikitune.train.expert_lora import expert_wrappers
+from wikitune.train.lora import COVERAGE_FILE, LoraSettings, apply_lora, continue_adapter, match_modules
 
 
 def test_coverage_counts_attention_and_experts(tmp_path):
@@ -78,3 +79,21 @@ def test_modules_to_save_router_is_trained_in_full(tmp_path):
                                                                   modules_to_save_lr=1e-5))
     row = next(r for r in cov["targets"] if r["target"] == "router")
     assert row["matched"] == 2 and row["trainable_params"] == 2 * (4 * 64 + 4) and "lr 1e-05" in row["note"]
+
+
+def test_expert_impl_is_validated_and_selects_the_expert_path(tmp_path):
+    with pytest.raises(WikituneError, match="lora.expert_impl must be one of lowrank, peft, got 'fast'"):
+        LoraSettings(expert_impl="fast")
+    assert LoraSettings().expert_impl == "lowrank"
+    low, cov = apply_lora(build_tiny_gpt_oss(300), LoraSettings(r=4))
+    assert all("forward" in vars(w) for w in expert_wrappers(low)) and len(expert_wrappers(low)) == 2
+    rows = {r["target"]: r for r in cov["targets"]}
+    assert "low-rank path on 2 experts modules" in rows["mlp.experts.down_proj"]["note"]
+    peft, cov = apply_lora(build_tiny_gpt_oss(300), LoraSettings(r=4, expert_impl="peft"))
+    assert not any("forward" in vars(w) for w in expert_wrappers(peft))
+    assert cov["settings"]["expert_impl"] == "peft"
+    assert "PEFT ParamWrapper" in {r["target"]: r for r in cov["targets"]}["mlp.experts.down_proj"]["note"]
+    # an adapter continued in training keeps the chosen path
+    peft.save_pretrained(tmp_path / "adapter")
+    again, cov = continue_adapter(build_tiny_gpt_oss(300), tmp_path / "adapter", LoraSettings())
+    assert all("forward" in vars(w) for w in expert_wrappers(again)) and cov["settings"]["expert_impl"] == "lowrank"

@@ -142,3 +142,30 @@ def test_sft_plan_counts_qa_rows(tmp_path, mid_model):
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert plan["rows"] == 10 and plan["steps_per_epoch"] == 3
+
+
+SHIPPED = REPO / "configs" / "gpt-oss-20b"
+SEED_SEQUENCES_PER_STEP = 16
+"""The seed study's optimizer step: batch 8 x grad-accum 2 sequences (its memory, not its batch, changes)."""
+
+
+@needs_gpt_oss
+@pytest.mark.parametrize("name, section", [
+    ("cpt.yaml", None), ("cpt-gintama.yaml", None), ("sft.yaml", None), ("study.yaml", "cpt"), ("study.yaml", "sft"),
+], ids=lambda v: v or "")
+def test_shipped_gpt_oss_20b_configs_fit_80_gb_with_the_seeds_batch(name, section):
+    import yaml
+
+    from wikitune.config import build
+    from wikitune.train.sft import SFTConfig
+
+    data = yaml.safe_load((SHIPPED / name).read_text(encoding="utf-8"))
+    if section is not None:  # a study section: the study sets the model for every stage
+        data = data[section]
+    stage = section or name.split("-")[0].removesuffix(".yaml")
+    cfg = build({"cpt": CPTConfig, "sft": SFTConfig}[stage], {**data, "model": str(GPT_OSS)})
+    plan = make_plan(cfg, gpu_memory_gib=80, count_corpus=False)
+    assert plan["peak_memory_gib"] <= 80 and plan["fits"], plan["memory_gib"]
+    assert cfg.batch_size * cfg.grad_accum == SEED_SEQUENCES_PER_STEP
+    assert cfg.loss == "chunked" and cfg.gradient_checkpointing
+    assert plan["seq_len"] == (2048 if stage == "cpt" else cfg.max_length)

@@ -24,11 +24,13 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from wikitune import formats
 from wikitune.errors import WikituneError
+from wikitune.gptoss.attention import ATTENTION, register_attention
 from wikitune.gptoss.harmony import HARMONY_SPECIAL_TOKENS, HARMONY_WORDS, harmony_chat_template
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TINY = "tiny-gpt-oss"
+ORGANISM = "organism"
+"""The demo's base model: the tiny gpt-oss trained on a general world (`wikitune organism base`),
+shipped in the package under data/organism/ with its tokenizer, world and control set."""
 O200K_FILE = "o200k_base.tiktoken"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 # tiktoken caches a downloaded vocabulary under the sha1 of its URL.
@@ -297,6 +302,26 @@ def _resolve_dtype(dtype: str):
 QUANTIZATIONS = ("auto", "none", "mxfp4-dequantize", "bnb-4bit")
 
 
+def organism_dir() -> Path:
+    """The shipped organism: model/ (weights and tokenizer), general.jsonl, control.jsonl, manifest.json."""
+    return Path(str(resources.files("wikitune") / "data" / "organism"))
+
+
+def resolve_model(model: str) -> str:
+    """`model` as a loadable name: `organism` becomes the shipped base model's directory.
+
+    Raises:
+        WikituneError: `organism` when the package holds no organism (a checkout that removed it).
+    """
+    if model != ORGANISM:
+        return model
+    path = organism_dir() / "model"
+    if not (path / "config.json").is_file():
+        raise WikituneError(f"model: organism: the package holds no organism base model at {path}; "
+                            "rebuild it with `bash scripts/build_organism.sh`")
+    return str(path)
+
+
 def is_gpt_oss(model: str) -> bool:
     """Whether `model` is a gpt-oss: tiny-gpt-oss, a name that says so, or a local directory whose
     config.json has `model_type: gpt_oss`."""
@@ -365,6 +390,8 @@ def _load_pretrained(model: str, *, dtype: str, quantization: str, attn_implemen
             )
     elif quantization != "none":
         raise WikituneError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    if attn_implementation == ATTENTION:
+        register_attention()  # transformers accepts only names it knows
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     elif not torch.cuda.is_available():
@@ -419,8 +446,10 @@ def load_model_and_tokenizer(
         dtype: `auto` (bf16 on GPU, fp32 on CPU), `bfloat16`, `float16`, `float32`.
         quantization: `auto` (dequantize an MXFP4 checkpoint, else none), `none`,
             `mxfp4-dequantize` (`Mxfp4Config(dequantize=True)`), `bnb-4bit` (NF4, GPU only).
-        attn_implementation: e.g. `eager`, `flash_attention_2`, `kernels-community/vllm-flash-attn3`;
-            default eager on CPU, the transformers default on GPU.
+        attn_implementation: e.g. `eager`, `wikitune_flex` (`wikitune.gptoss.attention`: flex
+            attention with sinks and sliding window, offline; the only one tiny-gpt-oss takes
+            besides eager), `flash_attention_2`, `kernels-community/vllm-flash-attn3`; default
+            eager on CPU, the transformers default on GPU.
         device_map: passed to `from_pretrained`; default the current GPU, or CPU.
         gradient_checkpointing: enable it (training on GPU saves memory at some speed).
         trainable: load the adapter's weights as trainable (to continue training it).
@@ -460,6 +489,8 @@ def load_model_and_tokenizer(
                                  eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
         if dtype not in ("auto", "float32", "fp32"):
             net = net.to(_resolve_dtype(dtype))
+        if attn_implementation == ATTENTION:  # built eager; the flex attention runs on CPU too
+            net.set_attn_implementation(register_attention())
     else:
         net = _load_pretrained(model, dtype=dtype, quantization=quantization,
                                attn_implementation=attn_implementation, device_map=device_map)

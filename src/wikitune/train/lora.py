@@ -9,6 +9,9 @@ names match nothing and PEFT says nothing: a run trains attention only (shared S
 Here module targets are matched by their last name component (or the ModuleList that holds
 them, for the per-expert Linear modules of 4-bit checkpoints) and parameter targets through PEFT
 `target_parameters`; a target that matches nothing is an error naming what does exist.
+Those expert parameters run PEFT's ParamWrapper (`expert_impl: peft`, W + BA for every expert at
+every forward) or, by default, `train/expert_lora.py`'s low-rank path on the same LoRA weights
+(`expert_impl: lowrank`); either saves the same PEFT adapter.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.gptoss.model import resolve_adapter
+from wikitune.train.expert_lora import use_lowrank_experts
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COVERAGE_FILE = "lora_coverage.json"
+EXPERT_IMPLS = ("lowrank", "peft")
 
 
 @dataclass
@@ -54,6 +59,10 @@ class LoraSettings:
     modules_to_save_lr: float | None = None
     """Learning rate of `modules_to_save` (Unsloth's CPT recipe trains embeddings at a tenth of
     the LoRA rate); None = the main learning rate."""
+    expert_impl: str = "lowrank"
+    """How LoRA on the fused expert parameters is computed: `lowrank` adds (x·A)·B per routed
+    token (train/expert_lora.py), `peft` is PEFT's ParamWrapper, which builds W + BA for every
+    expert at every forward. Same parameters and saved adapter either way."""
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -64,6 +73,8 @@ class LoraSettings:
             raise WikituneError("lora.target_modules and lora.target_parameters are both empty: nothing to train")
         if self.modules_to_save_lr is not None and self.modules_to_save_lr <= 0:
             raise WikituneError("lora.modules_to_save_lr must be positive")
+        if self.expert_impl not in EXPERT_IMPLS:
+            raise WikituneError(f"lora.expert_impl must be one of {', '.join(EXPERT_IMPLS)}, got {self.expert_impl!r}")
 
 
 def _linear_types() -> tuple[type, ...]:
@@ -173,7 +184,8 @@ def apply_lora(model: "torch.nn.Module", settings: LoraSettings, out_dir: str | 
     peft_model = get_peft_model(model, config)
     if settings.target_parameters and settings.dropout > 0:
         set_module_dropout(peft_model, module_names, settings.dropout)
-    coverage = coverage_table(peft_model, settings, resolved)
+    lowrank = apply_expert_impl(peft_model, settings)
+    coverage = coverage_table(peft_model, settings, resolved, lowrank)
     _report_coverage(coverage, out_dir)
     return peft_model, coverage
 
@@ -200,18 +212,35 @@ def continue_adapter(model: "torch.nn.Module", adapter: str | Path, settings: Lo
         target_modules=sorted({_role(name) for name in (peft_config.target_modules or [])}),
         target_parameters=list(peft_config.target_parameters or []),
         modules_to_save=list(peft_config.modules_to_save or []),
-        modules_to_save_lr=settings.modules_to_save_lr,
+        modules_to_save_lr=settings.modules_to_save_lr, expert_impl=settings.expert_impl,
     )
     resolved = resolve_targets(model, own)
     peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=True)
     module_names = sorted({n for hits in resolved["modules"].values() for n in hits})
     if own.target_parameters and own.dropout > 0:
         set_module_dropout(peft_model, module_names, own.dropout)
-    coverage = coverage_table(peft_model, own, resolved)
+    lowrank = apply_expert_impl(peft_model, own)
+    coverage = coverage_table(peft_model, own, resolved, lowrank)
     coverage["continued_from"] = str(path)
     print(f"continuing adapter {path}")
     _report_coverage(coverage, out_dir)
     return peft_model, coverage
+
+
+def apply_expert_impl(peft_model: "torch.nn.Module", settings: LoraSettings) -> int:
+    """Switch the adapted gpt-oss experts of `peft_model` to `settings.expert_impl`.
+
+    Returns:
+        How many experts modules run the low-rank path (0 with `peft`, or when no parameter
+        target is a gpt-oss experts module: PEFT's path then stays, and the log says so).
+    """
+    if settings.expert_impl != "lowrank" or not settings.target_parameters:
+        return 0
+    count = use_lowrank_experts(peft_model)
+    if count == 0:
+        log.warning("lora.expert_impl lowrank: no gpt-oss experts module among the parameter targets; "
+                    "PEFT's ParamWrapper computes them")
+    return count
 
 
 def _role(module_name: str) -> str:
@@ -246,8 +275,10 @@ def _kind(target: str) -> str:
     return "other"
 
 
-def coverage_table(peft_model: "torch.nn.Module", settings: LoraSettings, resolved: dict[str, Any]) -> dict[str, Any]:
-    """Per target: matched modules/parameters, trainable LoRA parameters, dropout actually applied."""
+def coverage_table(peft_model: "torch.nn.Module", settings: LoraSettings, resolved: dict[str, Any],
+                   lowrank: int = 0) -> dict[str, Any]:
+    """Per target: matched modules/parameters, trainable LoRA parameters, dropout actually applied;
+    `lowrank`: how many experts modules run the low-rank path (`apply_expert_impl`)."""
     trainable = {n: p.numel() for n, p in peft_model.named_parameters() if p.requires_grad}
     rows = []
     for target, hits in resolved["modules"].items():
@@ -258,9 +289,10 @@ def coverage_table(peft_model: "torch.nn.Module", settings: LoraSettings, resolv
         # a wrapped parameter's LoRA weights live on the module that owns it; with two parameters
         # on one module PEFT nests wrappers, so count by owner module and parameter shape.
         count = _param_lora_count(peft_model, hits, settings.r)
+        notes = ["PEFT refuses dropout on parameter targets; none applied"] if settings.dropout else []
+        notes.append(f"low-rank path on {lowrank} experts modules" if lowrank else "PEFT ParamWrapper (W + BA)")
         rows.append({"target": target, "via": "target_parameters", "kind": _kind(target), "matched": len(hits),
-                     "trainable_params": count, "dropout": 0.0,
-                     "note": "PEFT refuses dropout on parameter targets; none applied" if settings.dropout else ""})
+                     "trainable_params": count, "dropout": 0.0, "note": "; ".join(notes)})
     for target, hits in resolved["modules_to_save"].items():
         count = sum(v for n, v in trainable.items() if "modules_to_save" in n and any(h in n for h in hits))
         rows.append({"target": target, "via": "modules_to_save", "kind": "full", "matched": len(hits),

@@ -46,6 +46,10 @@ CHECKPOINTS = "checkpoints"
 LOSS_PNG = "loss.png"
 TOKENIZER_DIR = "tokenizer"
 BF16_SETTINGS = ("auto", "true", "false")
+TENSORBOARD_DIR = "tensorboard"
+REPORT_TO = ("none", "tensorboard")
+"""What `report_to` may name: nothing that needs an account or a network (tensorboard writes
+event files under RUN/tensorboard; `tensorboard --logdir RUN/tensorboard` shows them)."""
 
 
 @dataclass
@@ -85,7 +89,9 @@ class TrainSettings:
     quantization: str = "auto"
     """auto (dequantize MXFP4 checkpoints), none, mxfp4-dequantize, bnb-4bit."""
     attn_implementation: str | None = None
-    """Attention kernel (eager on CPU; e.g. kernels-community/vllm-flash-attn3 on Hopper)."""
+    """Attention kernel: eager (the default on CPU), wikitune_flex (torch flex attention with
+    gpt-oss's sinks and sliding window, no download, CPU and GPU), or e.g.
+    kernels-community/vllm-flash-attn3 on Hopper."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward: less memory, about half the speed."""
     loss: str = "plain"
@@ -132,6 +138,9 @@ class TrainSettings:
     """Most checkpoints kept (oldest deleted); None keeps all."""
     plot: bool = True
     """Write loss.png at the end."""
+    report_to: str | list[str] = "none"
+    """Where else the Trainer logs besides metrics.jsonl: none, or tensorboard (event files in
+    RUN/tensorboard, offline; needs `pip install tensorboard`)."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "logging_steps", "eval_steps", "save_steps"):
@@ -147,7 +156,26 @@ class TrainSettings:
             raise WikituneError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.bf16 not in BF16_SETTINGS:
             raise WikituneError(f"bf16 must be auto, true or false, got {self.bf16!r}")
+        self.report_targets()
         check_quantization(self.model, self.quantization)
+
+    def report_targets(self) -> list[str]:
+        """The Trainer integrations `report_to` names (none: an empty list).
+
+        Raises:
+            WikituneError: a name other than none or tensorboard, none beside another name, or
+                tensorboard without the tensorboard package.
+        """
+        import importlib.util
+
+        names = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to)
+        bad = [name for name in names if name not in REPORT_TO]
+        if bad or not names or ("none" in names and len(names) > 1):
+            raise WikituneError(f"report_to must be none or tensorboard, got {self.report_to!r}")
+        if "tensorboard" in names and importlib.util.find_spec("tensorboard") is None:
+            raise WikituneError("report_to=tensorboard needs the tensorboard package, which is not installed: "
+                                "pip install tensorboard (or report_to=none)")
+        return [name for name in names if name != "none"]
 
 
 # ---- run directory ----------------------------------------------------------------------------
@@ -169,13 +197,30 @@ def start_run(cfg: TrainSettings) -> tuple["PartialState", str | None]:
     from transformers import set_seed
 
     run_dir = Path(cfg.output_dir)
-    state = PartialState()
+    state = PartialState(cpu=processes_on_cpu())
     with state.main_process_first():
         resume_from = prepare_run_dir(run_dir, resume=cfg.resume, overwrite=cfg.overwrite, main=state.is_main_process)
         if state.is_main_process:
             write_config(cfg, run_dir / formats.RUN_CONFIG)
     set_seed(cfg.seed)
     return state, resume_from
+
+
+def processes_on_cpu() -> bool:
+    """Whether this process is one of several (`accelerate launch`, torchrun) that share no CUDA
+    GPU, or is told to use the CPU (ACCELERATE_USE_CPU). accelerate joins processes into a gloo
+    group on the CPU only when asked to use the CPU: otherwise each one would train alone on all
+    the data and write the run's files as if it were the only one."""
+    import torch
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def rank_zero() -> bool:
+    """Whether this is the main process (rank 0 under `accelerate launch`; a lone process is)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, main: bool = True) -> str | None:
@@ -271,7 +316,7 @@ def keep_replaced_run_until_success(run_dir: Path):
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     # Under `accelerate launch` every process runs this; only the main one (rank 0) holds the lock.
-    lock = OutputLock(run_dir) if int(os.environ.get("RANK", "0")) == 0 else None
+    lock = OutputLock(run_dir) if rank_zero() else None
     if lock is not None:
         lock.acquire()
     try:
@@ -356,9 +401,10 @@ def load_model_with_lora(cfg: TrainSettings, tokenizer: "PreTrainedTokenizerBase
         model = model.merge_and_unload()  # the adapter's knowledge becomes base weights; a new LoRA goes on top
     if cfg.gradient_checkpointing:
         model.enable_input_require_grads()
+    out_dir = cfg.output_dir if rank_zero() else None  # one writer of lora_coverage.json
     if cfg.adapter is not None and base_adapter is None:
-        return continue_adapter(model, cfg.adapter, cfg.lora, cfg.output_dir)
-    return apply_lora(model, cfg.lora, cfg.output_dir)
+        return continue_adapter(model, cfg.adapter, cfg.lora, out_dir)
+    return apply_lora(model, cfg.lora, out_dir)
 
 
 # ---- optimizer --------------------------------------------------------------------------------
@@ -468,11 +514,12 @@ def train(cfg: TrainSettings, model: Any, rows: Any, eval_rows: Any, collate: Ca
         # padded rows: only the Trainer knows how many real tokens went through
         **({"include_num_input_tokens_seen": "non_padding"} if tokens_per_step is None else {}),
         # gradient checkpointing, when asked, is already enabled on the model (non-reentrant)
-        report_to="none", dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        report_to=cfg.report_targets() or "none", use_cpu=processes_on_cpu(),
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=False, disable_tqdm=True,
     )
     optimizer = make_optimizer(model, args, cfg.lora.modules_to_save_lr)
-    if resume_from is not None:
+    if resume_from is not None and args.process_index == 0:  # one writer of metrics.jsonl
         trim_metrics(run_dir, checkpoint_step(resume_from))
     per_step = tokens_per_step(args.world_size) if tokens_per_step is not None else None
     metrics = metrics_callback(run_dir, per_step)
@@ -481,13 +528,31 @@ def train(cfg: TrainSettings, model: Any, rows: Any, eval_rows: Any, collate: Ca
         model=model, args=args, train_dataset=rows, eval_dataset=eval_rows, data_collator=collate,
         optimizers=(optimizer, None), callbacks=[metrics, *(callbacks or [])],
     )
+    log_tensorboard_to(trainer, run_dir / TENSORBOARD_DIR)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     elapsed = time.perf_counter() - started
-    if eval_rows is not None and trainer.state.global_step % cfg.eval_steps:
-        trainer.evaluate()  # validation loss of the final weights (logged to metrics.jsonl)
+    final = trainer.state.global_step
+    if eval_rows is not None and not any("eval_loss" in e and e.get("step") == final for e in trainer.state.log_history):
+        # validation loss of the final weights (logged to metrics.jsonl); transformers 5 evaluates
+        # the last step itself, and a second evaluation would log it twice
+        trainer.evaluate()
     return Trained(trainer=trainer, model=model, train_loss_mean=result.training_loss, seconds=elapsed,
                    resumed_from=resume_from, tokens_at_start=metrics.tokens_at_start, tokens_per_step=per_step)
+
+
+def log_tensorboard_to(trainer: "Trainer", directory: Path) -> None:
+    """Point the Trainer's TensorBoard callback (when report_to names tensorboard) at `directory`.
+
+    TrainingArguments has no logging_dir any more: transformers would write to a new dated folder
+    under checkpoints/runs/ on every (resumed) attempt; one fixed folder is what
+    `tensorboard --logdir RUN/tensorboard` and a resumed run need.
+    """
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(directory)
 
 
 def tokens_seen(state: Any, tokens_per_step: int | None) -> int:
@@ -558,7 +623,8 @@ def metrics_callback(run_dir: Path, tokens_per_step: int | None):
 
 def finish_run(cfg: TrainSettings, trained: Trained, tokenizer: "PreTrainedTokenizerBase", coverage: dict[str, Any],
                *, stage: str, title: str, fields: dict[str, Any]) -> Path:
-    """Save adapter/ and tokenizer/, plot loss.png, write summary.json (on the main process only).
+    """Save adapter/ and tokenizer/, plot loss.png, write summary.json (on the main process only;
+    under `accelerate launch` the others wait until it has).
 
     summary.json holds `stage`, `model`, the stage's own `fields`, then what every training run
     reports: steps, epochs, losses (`final_losses`), tokens, tokens_per_s, train_seconds,
@@ -567,12 +633,21 @@ def finish_run(cfg: TrainSettings, trained: Trained, tokenizer: "PreTrainedToken
     Returns:
         The run directory.
     """
+    run_dir = Path(cfg.output_dir)
+    trainer = trained.trainer
+    if trainer.is_world_process_zero():
+        _write_run_outputs(cfg, trained, tokenizer, coverage, stage=stage, title=title, fields=fields)
+    # The other processes return once the run's files exist: their caller may read summary.json.
+    trainer.accelerator.wait_for_everyone()
+    return run_dir
+
+
+def _write_run_outputs(cfg: TrainSettings, trained: Trained, tokenizer: "PreTrainedTokenizerBase",
+                       coverage: dict[str, Any], *, stage: str, title: str, fields: dict[str, Any]) -> None:
     import torch
 
     run_dir = Path(cfg.output_dir)
     trainer = trained.trainer
-    if not trainer.is_world_process_zero():
-        return run_dir
     trained.model.save_pretrained(run_dir / formats.ADAPTER_DIR)
     tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
     if cfg.plot:
@@ -589,7 +664,6 @@ def finish_run(cfg: TrainSettings, trained: Trained, tokenizer: "PreTrainedToken
         "trainable_params": coverage["trainable_params"], "trainable_by_kind": coverage["trainable_by_kind"],
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     })
-    return run_dir
 
 
 def plot_losses(run_dir: Path, title: str) -> Path | None:
