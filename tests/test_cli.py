@@ -54,3 +54,21 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, args, message):
 def test_usage_error_is_not_a_traceback():
     result = wikitune("extract")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "Missing argument" in result.stderr
+
+
+@pytest.mark.parametrize("rank, printed", [(None, True), ("0", True), ("1", False)])
+def test_a_training_result_line_is_printed_by_the_main_process_only(tmp_path, monkeypatch, capsys, rank, printed):
+    import json
+
+    from wikitune.cli import _echo_train_line
+
+    # what `accelerate launch` sets per process; a lone process has no RANK
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    if printed:  # the others never read summary.json (rank 0 may not have written it yet)
+        (tmp_path / "summary.json").write_text(json.dumps({"steps": 4, "first_loss": 7.5, "final_loss": 6.25}))
+    _echo_train_line(tmp_path)
+    out = capsys.readouterr().out
+    assert out == (f"{tmp_path}: 4 steps, loss 7.5000 -> 6.2500\n" if printed else "")

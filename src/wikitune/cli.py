@@ -213,7 +213,7 @@ def cpt(
     if _plan_or_check(cfg, plan, json_out, gpu_memory_gib, corpus_tokens):
         return
     run = run_cpt(cfg)
-    typer.echo(_train_line(run))
+    _echo_train_line(run)
 
 
 @app.command()
@@ -234,7 +234,7 @@ def sft(
     if _plan_or_check(cfg, plan, json_out, gpu_memory_gib, corpus_tokens):
         return
     run = run_sft(cfg)
-    typer.echo(_train_line(run))
+    _echo_train_line(run)
 
 
 def _plan_or_check(cfg, plan: bool, json_out: bool, gpu_memory_gib: Optional[float], corpus_tokens: Optional[int]) -> bool:
@@ -259,6 +259,15 @@ def _plan_or_check(cfg, plan: bool, json_out: bool, gpu_memory_gib: Optional[flo
     else:
         typer.echo(format_plan(result))
     return True
+
+
+def _echo_train_line(run: Path) -> None:
+    """Print a finished run's result line once: under `accelerate launch` every process returns
+    from training, but only the main one (rank 0) prints, after it wrote summary.json."""
+    from wikitune.train.runtime import rank_zero
+
+    if rank_zero():
+        typer.echo(_train_line(run))
 
 
 def _train_line(run: Path) -> str:

@@ -7,10 +7,11 @@ From the model's `config.json` alone (no weights): parameters (total, active per
 by kind), tokens per optimizer step, steps per epoch, and an estimate of peak GPU memory by part.
 A run whose estimate exceeds the GPU is stopped by `check_fits` before its weights load.
 
-The memory figures are an estimate of what PyTorch allocates, not a measurement: every part
-states what it counts, and the constants (elements kept per token, transient copies) follow
-transformers' gpt-oss eager code path and PEFT's `target_parameters` wrapper as of
-transformers 5.24 / peft 0.21.
+The memory figures are an estimate of what PyTorch allocates on a CUDA GPU, not a measurement:
+every part states what it counts, and the constants (elements kept per token, transient copies)
+follow transformers' gpt-oss code path, PEFT's `target_parameters` wrapper (transformers 5.24 /
+peft 0.21), wikitune's low-rank expert LoRA (`train/expert_lora.py`, `lora.expert_impl`) and its
+flex attention (`gptoss/attention.py`, `attn_implementation: wikitune_flex`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from wikitune.errors import WikituneError
+from wikitune.gptoss.attention import ATTENTION as FLEX
 from wikitune.gptoss.model import O200K_FILE, O200K_HARMONY_VOCAB, TINY, load_tokenizer
 from wikitune.train.data import Source, load_source, parse_sources, read_training_qa
 from wikitune.train.lora import LoraSettings
@@ -40,6 +42,15 @@ ATTENTION_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj")
 EAGER_TRANSIENT_SCORES = 3
 """Score-sized tensors eager attention holds besides the saved probabilities while a layer runs:
 the scaled scores, their concatenation with the sinks, and the gradient in backward."""
+EAGER_MASKS = 2
+"""Additive batch x 1 x seq x seq masks eager attention gets, one per gpt-oss layer kind (sliding
+and full), built once per forward and alive until its backward ends."""
+FLEX_BYTES_PER_HEAD = 4 + 4 + 2
+"""What `wikitune_flex` keeps per token and head besides its output: flex's fp32 log-sum-exp, the
+fp32 sink factor sigmoid(lse - sink) and its weights-dtype copy that scales the output."""
+LOWRANK_TRANSIENT_OUTPUTS = 2
+"""Routed-rows x out tensors the low-rank expert LoRA holds besides the base projection while a
+projection runs: (x·A)·B and its scaled copy in forward, the scaled gradient in backward."""
 PLAIN_LOSS_FP32_COPIES = 3
 """fp32 vocabulary tensors of transformers' loss: the upcast logits, log-softmax (saved), and the
 gradient in backward."""
@@ -212,6 +223,50 @@ def eager_attention(attn_implementation: str | None) -> bool:
     return attn_implementation in (None, "", "eager")
 
 
+def attention_bytes(s: ModelSizes, cfg: TrainSettings, seq_len: int, kept_layers: int) -> int:
+    """What the attention kernel itself keeps and holds, beyond q/k/v and the output `activations`
+    counts, for `kept_layers` layers whose backward state is alive at the peak.
+
+    eager: the probabilities (batch x heads x seq x seq+1 with the sink) kept per layer, plus
+    `EAGER_TRANSIENT_SCORES` of the same size while a layer runs, plus `EAGER_MASKS`.
+    wikitune_flex (CUDA: one compiled flex kernel, no scores): per layer flex's output, kept by
+    the sink renormalisation `output * sigmoid(lse - sink)`, and `FLEX_BYTES_PER_HEAD` per token
+    and head. (Its CPU training path computes dense fp32 scores: this is a GPU estimate.)
+    Any other kernel (flash-attention style, e.g. kernels-community/vllm-flash-attn3, which takes
+    the sinks itself): its fp32 log-sum-exp per token and head.
+    """
+    a = dtype_bytes(cfg.dtype)
+    tokens, heads = cfg.batch_size * seq_len, s.num_attention_heads
+    if eager_attention(cfg.attn_implementation):
+        scores = cfg.batch_size * heads * seq_len * (seq_len + 1) * a
+        return (kept_layers + EAGER_TRANSIENT_SCORES) * scores + EAGER_MASKS * cfg.batch_size * seq_len * seq_len * a
+    if cfg.attn_implementation == FLEX:
+        return kept_layers * tokens * (heads * s.head_dim * a + heads * FLEX_BYTES_PER_HEAD)
+    return kept_layers * tokens * heads * 4
+
+
+def expert_lora_bytes(s: ModelSizes, cfg: TrainSettings, tokens: int, kept_layers: int) -> int:
+    """What LoRA on the fused expert parameters costs beyond the experts' own activations.
+
+    peft (`ParamWrapper`): W + BA, every expert of a targeted parameter, built in the weights dtype
+    at each forward and kept for backward, per layer whose backward state is alive, plus its
+    gradient while that layer runs backward: `(kept_layers + 1)` x experts x in x out.
+    lowrank (`train/expert_lora.py`): per routed token (tokens x experts_per_tok rows) and
+    targeted parameter the r-wide x·A that backward needs, per kept layer, plus
+    `LOWRANK_TRANSIENT_OUTPUTS` rows x out tensors of the widest projection while it runs.
+    """
+    a = dtype_bytes(cfg.dtype)
+    shapes = [shape for name, shape in expert_shapes(s).items()
+              if any(t.split(".")[-1] == name for t in cfg.lora.target_parameters)]
+    if not shapes:
+        return 0
+    if cfg.lora.expert_impl == "peft":
+        return (kept_layers + 1) * sum(s.num_local_experts * i * o * a for i, o in shapes)
+    rows = tokens * s.num_experts_per_tok
+    return (kept_layers * rows * cfg.lora.r * len(shapes) * a
+            + LOWRANK_TRANSIENT_OUTPUTS * rows * max(o for _, o in shapes) * a)
+
+
 def estimate_memory(s: ModelSizes, cfg: TrainSettings, seq_len: int, *, loss: str = "plain") -> dict[str, int]:
     """Peak GPU memory of one training micro-batch, in bytes, by part.
 
@@ -224,14 +279,13 @@ def estimate_memory(s: ModelSizes, cfg: TrainSettings, seq_len: int, *, loss: st
             and the SwiGLU intermediates, plus LoRA dropout copies of the input); with gradient
             checkpointing only each layer's input is kept, and one layer's activations are
             recomputed at a time.
-        expert_lora_merged: PEFT's `target_parameters` wrapper builds W + BA for every expert of a
-            layer and keeps it for backward, plus its gradient while that layer runs backward.
+        expert_lora: by `lora.expert_impl` (`expert_lora_bytes`): peft's materialised W + BA,
+            or the low-rank path's per-token activations.
         logits_loss: plain: the weights-dtype logits of every token, the fp32 upcast, its
             log-softmax and the gradient (`PLAIN_LOSS_FP32_COPIES`); chunked: the same for
             `LOSS_CHUNK_TOKENS` tokens at a time.
-        attention_scores: eager attention's probabilities (batch x heads x seq x seq+1 with the
-            sink), kept per layer (one layer with checkpointing), plus `EAGER_TRANSIENT_SCORES`
-            of the same size while a layer runs; flash/flex/sdpa kernels keep none.
+        attention: by `attn_implementation` (`attention_bytes`): eager's score tensors, or
+            what a flex/flash kernel keeps instead.
         cuda_context: `CUDA_CONTEXT_BYTES`.
     """
     a = dtype_bytes(cfg.dtype)
@@ -250,24 +304,18 @@ def estimate_memory(s: ModelSizes, cfg: TrainSettings, seq_len: int, *, loss: st
         activations = n * tokens * h * a + per_layer
     else:
         activations = n * per_layer
-
-    merged = sum(s.num_local_experts * i * o * a for name, (i, o) in expert_shapes(s).items()
-                 if any(t.split(".")[-1] == name for t in lora.target_parameters))
     kept_layers = 1 if cfg.gradient_checkpointing else n
 
     loss_tokens = min(tokens, LOSS_CHUNK_TOKENS) if loss == "chunked" else tokens
     logits_loss = loss_tokens * s.vocab_size * (a + PLAIN_LOSS_FP32_COPIES * 4)
 
-    scores = cfg.batch_size * s.num_attention_heads * seq_len * (seq_len + 1) * a
-    attention = (kept_layers + EAGER_TRANSIENT_SCORES) * scores if eager_attention(cfg.attn_implementation) else 0
-
     return {
         "weights": count_parameters(s)["total"] * a,
         "trainable": trainable * (4 + 4 + optimizer_bytes_per_param(cfg.optim)),
         "activations": activations,
-        "expert_lora_merged": (kept_layers + 1) * merged if merged else 0,
+        "expert_lora": expert_lora_bytes(s, cfg, tokens, kept_layers),
         "logits_loss": logits_loss,
-        "attention_scores": attention,
+        "attention": attention_bytes(s, cfg, seq_len, kept_layers),
         "cuda_context": CUDA_CONTEXT_BYTES,
     }
 
@@ -351,7 +399,8 @@ def make_plan(cfg: TrainSettings, *, gpu_memory_gib: float | None = None, corpus
         **data, "steps_per_epoch": steps,
         "epochs": cfg.epochs, "max_steps": cfg.max_steps,
         "settings": {"dtype": cfg.dtype, "optim": cfg.optim, "gradient_checkpointing": cfg.gradient_checkpointing,
-                     "attn_implementation": cfg.attn_implementation, "loss": loss_of(cfg)},
+                     "attn_implementation": cfg.attn_implementation, "loss": loss_of(cfg),
+                     "expert_impl": cfg.lora.expert_impl},
         "logits_fp32_bytes": logits_fp32_bytes(sizes, cfg.batch_size, seq),
         "memory_bytes": parts,
         "memory_gib": {k: round(v / GIB, 2) for k, v in parts.items()},
@@ -404,31 +453,45 @@ def _cheap_tokenizer(cfg: TrainSettings) -> Any:
 
 
 def advice(cfg: TrainSettings, sizes: ModelSizes, gpu_memory_gib: float) -> str:
-    """The first change that makes the estimate fit, as `setting=value` a user can pass."""
+    """The first change that makes the estimate fit, as `setting=value` a user can pass: one
+    memory-saving setting alone, then all of them, then all of them with a smaller batch (same
+    sequences per optimizer step) or shorter rows."""
     from dataclasses import replace
 
     limit = gpu_memory_gib * GIB
     seq = seq_len_of(cfg)
-
-    def fits(changed: TrainSettings, loss: str, length: int = seq) -> bool:
-        return peak_bytes(estimate_memory(sizes, changed, length, loss=loss)) <= limit
-
     loss = loss_of(cfg)
-    if not cfg.gradient_checkpointing and fits(replace(cfg, gradient_checkpointing=True), loss):
-        return "set gradient_checkpointing=true"
-    if loss != "chunked" and fits(cfg, "chunked"):
-        return "set loss=chunked"
-    best = dict(gradient_checkpointing=True)
+    # each saving as (what to tell the user, the config and loss with it)
+    savings: list[tuple[str, dict[str, Any], str | None]] = []
+    if not cfg.gradient_checkpointing:
+        savings.append(("gradient_checkpointing=true", {"gradient_checkpointing": True}, None))
+    if loss != "chunked":
+        savings.append(("loss=chunked", {}, "chunked"))
+    if eager_attention(cfg.attn_implementation):
+        savings.append((f"attn_implementation={FLEX}", {"attn_implementation": FLEX}, None))
+    if cfg.lora.expert_impl != "lowrank" and cfg.lora.target_parameters:
+        savings.append(("lora.expert_impl=lowrank", {"lora": replace(cfg.lora, expert_impl="lowrank")}, None))
+
+    def fits(changes: dict[str, Any], with_loss: str, length: int = seq) -> bool:
+        return peak_bytes(estimate_memory(sizes, replace(cfg, **changes), length, loss=with_loss)) <= limit
+
+    for label, changes, with_loss in savings:
+        if fits(changes, with_loss or loss):
+            return f"set {label}"
+    every = {k: v for _, changes, _ in savings for k, v in changes.items()}  # and the chunked loss
+    settings = " ".join(label for label, _, _ in savings)
+    if len(savings) > 1 and fits(every, "chunked"):
+        return f"set {settings}"
+    also = f" with {settings}" if settings else ""
     for batch in range(cfg.batch_size - 1, 0, -1):
-        if fits(replace(cfg, batch_size=batch, **best), "chunked"):
+        if fits({**every, "batch_size": batch}, "chunked"):
             accum = math.ceil(cfg.batch_size * cfg.grad_accum / batch)
-            return (f"set batch_size={batch} grad_accum={accum} (same tokens per step) with gradient_checkpointing=true "
-                    "and loss=chunked")
+            return f"set batch_size={batch} grad_accum={accum} (same sequences per step){also}"
     name = "block_size" if hasattr(cfg, "block_size") else "max_length"
     length = seq // 2
     while length >= 2:
-        if fits(replace(cfg, batch_size=1, **best), "chunked", length):
-            return f"set {name}={length} batch_size=1 with gradient_checkpointing=true and loss=chunked"
+        if fits({**every, "batch_size": 1}, "chunked", length):
+            return f"set {name}={length} batch_size=1{also}"
         length //= 2
     return "the weights alone exceed this GPU: use a larger GPU or several (FSDP)"
 
