@@ -192,6 +192,31 @@ def test_a_server_that_keeps_failing_stops_the_run_and_keeps_the_replies(demo_co
     assert cached == sum(1 for b in server.bodies if "記事名：瀬川透" not in b["messages"][-1]["content"])
 
 
+def test_a_429_is_retried_a_400_is_a_cached_refusal_and_a_401_stops_at_once(demo_corpus, records, tmp_path):
+    """The status of the server's error decides: busy (429) again later, refused (400) for good, unauthorised (401) stop."""
+    train, _ = split_articles(records, 0.1)
+
+    def script(req):
+        if req.title == "朝霧サクラ" and req.seen == 0:
+            return Answer(status=429)
+        if req.title == "瀬川透":
+            return Answer(status=400)
+        return Answer(body=chat("".join(req.sentences())))
+
+    with ScriptedLLM(records, script) as server:
+        cfg = config(demo_corpus, tmp_path / "aug", server.url, "rephrase", k=1)
+        m = run_augment(cfg).manifest
+        assert (m["requests"], m["retries"], m["replies"]) == (len(train) + 1, 1, len(train))
+        assert m["rejected"]["request_refused"] == 1
+        sent = len(server.bodies)
+        assert run_augment(cfg).manifest["requests"] == 0 and len(server.bodies) == sent  # the refusal was cached
+
+    with ScriptedLLM(records, lambda req: Answer(status=401)) as server:
+        with pytest.raises(WikituneError, match=r"answered 401: scripted") as err:
+            run_augment(config(demo_corpus, tmp_path / "denied", server.url, "rephrase", k=1, concurrency=1))
+        assert len(server.bodies) == 1 and "gave up" not in str(err.value)  # no retry, nothing more sent
+
+
 def test_llm_methods_need_a_server(demo_corpus, tmp_path):
     with pytest.raises(WikituneError, match="needs --base-url"):
         AugmentConfig(corpus=demo_corpus, out=tmp_path / "aug", method="qa")

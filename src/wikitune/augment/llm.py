@@ -12,12 +12,13 @@
   revision, the method, k, the job (which rewrite, which entity pair), the prompt hash, the model,
   the sampling settings and the messages themselves. A run killed at any moment loses at most the
   requests in flight; a rerun reads the rest from the cache, and a finished rerun sends nothing.
-- At most `concurrency` requests are in flight (one thread each, each through
-  `gptoss.generate.OpenAIBackend`, so replies are read as the evaluator reads them). A 5xx,
-  timeout or connection error is retried with doubling backoff up to `retries` times; a 400 is
-  the server refusing this one request (e.g. too long for its context) and is cached as a refusal;
-  anything else (401, 404, a reply that is not the API's shape) stops the run with its message,
-  keeping every reply already cached.
+- At most `concurrency` requests are in flight (one thread each, all through one
+  `gptoss.generate.OpenAIBackend` and its keep-alive connections, so replies are read as the
+  evaluator reads them). A 429, 5xx, timeout or connection error is retried with doubling
+  backoff up to `retries` times; a 400 is the server refusing this one request (e.g. too long
+  for its context) and is cached as a refusal; anything else (401, 404, a reply that is not the
+  API's shape) stops the run with its message, keeping every reply already cached. The HTTP
+  status comes from `ServerError.status`.
 - `max_tokens_total` caps the generated tokens (the server's `completion_tokens`; characters of
   the reply where it reports none) of every reply used, cached ones included, so a budget-stopped
   output is rebuilt by a rerun with no request. Jobs are dispatched in order while the spent
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from wikitune.errors import WikituneError
-from wikitune.gptoss.generate import Generation, GenerationSettings, OpenAIBackend
+from wikitune.gptoss.generate import Generation, GenerationSettings, OpenAIBackend, ServerError
 from wikitune.gptoss.harmony import ParsedCompletion, check_reasoning_effort
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ PROMPT_SUFFIX = ".ja.md"
 SYSTEM_PROMPT = "system"
 CACHE_FILE = "cache.sqlite"
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
-_STATUS = re.compile(r" answered (\d{3})(?::| with)")
 
 
 # ---- prompts -------------------------------------------------------------------------------------
@@ -255,10 +255,6 @@ class ReplyCache:
 
 
 # ---- requests ------------------------------------------------------------------------------------
-class _Retryable(Exception):
-    """A failure worth another try: a 5xx, a timeout, a dropped connection."""
-
-
 @dataclass
 class RequestStats:
     """What the requests of one run cost, for the manifest."""
@@ -321,13 +317,16 @@ class LLMClient:
             return s.max_tokens_total is not None and stats.tokens >= s.max_tokens_total
 
         failure: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="augment") as pool:
+        backend = OpenAIBackend(s.base_url, s.model, GenerationSettings(
+            max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p),
+            api=s.api, concurrency=s.concurrency, timeout=s.timeout)
+        with backend, ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="augment") as pool:
             running: dict[Future, Job] = {}
             queue = list(reversed(todo))
             while queue or running:
                 while queue and len(running) < s.concurrency and failure is None and not spent():
                     job = queue.pop()
-                    running[pool.submit(self._request, job)] = job
+                    running[pool.submit(self._request, backend, job)] = job
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -349,22 +348,18 @@ class LLMClient:
             raise failure
         return replies
 
-    def _request(self, job: Job) -> Reply:
-        """One job's reply, retried on 5xx, timeouts and connection errors with doubling backoff."""
+    def _request(self, backend: OpenAIBackend, job: Job) -> Reply:
+        """One job's reply, retried on 429, 5xx, timeouts and connection errors with doubling backoff."""
         s = self.settings
-        backend = OpenAIBackend(s.base_url, s.model, GenerationSettings(
-            max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, seed=job.seed),
-            api=s.api, concurrency=1, timeout=s.timeout)
         for attempt in range(s.retries + 1):
             self.stats.count_request(retry=attempt > 0)
             try:
-                [generation] = backend.chat([job.messages], reasoning_effort=s.reasoning_effort)
+                [generation] = backend.chat([job.messages], reasoning_effort=s.reasoning_effort, seed=job.seed)
                 return Reply.of(generation)
-            except WikituneError as err:
-                status = _status(err)
-                if status == 400:
+            except ServerError as err:
+                if err.status == 400:
                     return Reply(raw="", reasoning=None, server_text=True, stop_reason="stop", new_tokens=0, refused=str(err))
-                if not _retryable(err, status):
+                if not _retryable(err):
                     raise
                 if attempt == s.retries:
                     raise WikituneError(f"{job.name}: {err} (gave up after {s.retries + 1} tries; rerun to continue: "
@@ -374,15 +369,10 @@ class LLMClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _status(err: WikituneError) -> int | None:
-    """The HTTP status an `OpenAIBackend` error names (`URL answered 503: ...`), if any."""
-    match = _STATUS.search(str(err))
-    return int(match.group(1)) if match else None
-
-
-def _retryable(err: WikituneError, status: int | None) -> bool:
+def _retryable(err: ServerError) -> bool:
+    """A 429 or 5xx (the server busy or broken for now), or no answer at all (timeout, connection)."""
     import httpx
 
-    if status is not None:
-        return status >= 500 or status == 429
+    if err.status is not None:
+        return err.status >= 500 or err.status == 429
     return isinstance(err.__cause__, httpx.TransportError)  # timeouts, refused or dropped connections

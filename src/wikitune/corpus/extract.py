@@ -53,6 +53,15 @@ def demo_dump_path() -> Path:
     return Path(str(resources.files("wikitune") / "data" / "demo_wiki.xml"))
 
 
+def dump_path(dump: str) -> Path:
+    """The file a `dump` argument names: the package's demo wiki for `demo`, else the path itself.
+
+    Callers that must fingerprint the dump's content (the study's cache key) use this, and still
+    pass the word `demo` on to `ExtractConfig`, so that the manifest records `source: demo`.
+    """
+    return demo_dump_path() if dump == DEMO else Path(dump)
+
+
 @dataclass
 class ExtractConfig:
     """Options of `wikitune extract`."""
@@ -98,7 +107,7 @@ class ExtractConfig:
             check_dump(Path(self.dump))
 
     def dump_path(self) -> Path:
-        return demo_dump_path() if self.dump == DEMO else Path(self.dump)
+        return dump_path(self.dump)
 
     def root_names(self) -> list[str]:
         return list(dict.fromkeys(normalize_category(r) for r in self.roots if r.strip()))

@@ -2,27 +2,29 @@
 
     backend = HFBackend(model, tokenizer, GenerationSettings(max_new_tokens=256, batch_size=8))
     outs = backend.generate([render_prompt(settings, q) for q in questions])
-    backend = OpenAIBackend("http://127.0.0.1:8000/v1", model="gpt-oss-20b", settings=...)
-    outs = backend.chat([chat_messages(settings, q) for q in questions], reasoning_effort="low")
+    with OpenAIBackend("http://127.0.0.1:8000/v1", model="gpt-oss-20b", settings=...) as backend:
+        outs = backend.chat([chat_messages(settings, q) for q in questions], reasoning_effort="low")
 
 Both return `Generation`s: the raw completion, the number of new tokens and why it stopped
 ("stop", "length", "loop"); `Generation.parse()` reads any of them into channels with the one
 harmony parser. The HF backend decodes up to `batch_size` left-padded sequences at once with one KV
 cache, stops a sequence at `<|return|>`/`<|call|>` (the assistant's turn is over; `<|end|>` only
 closes the analysis) or when the loop guard finds it cycling (counting the tokens it saved), and
-then gives its slot to the next prompt (continuous batching). The OpenAI backend sends concurrent requests
-(at most `concurrency` at once) to `/v1/chat/completions` or `/v1/responses` and keeps exactly
-what the server sent; a reply that is not JSON or not shaped as the API says is an error naming
-the URL and what was wrong.
+then gives its slot to the next prompt (continuous batching). The OpenAI backend sends concurrent
+requests (at most `concurrency` at once, over one pool of keep-alive connections) to
+`/v1/chat/completions` or `/v1/responses` and keeps exactly what the server sent; a failed request,
+or a reply that is not JSON or not shaped as the API says, is a `ServerError` naming the URL and
+what was wrong, with the HTTP status.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import re
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -304,15 +306,33 @@ class _Rows:
                 layer.cumulative_length = width
 
 
+class ServerError(WikituneError):
+    """A request to an OpenAI-compatible server failed; the message names the URL and what was wrong.
+
+    Attributes:
+        status (int | None): the HTTP status the server answered (200 for a reply that is not the
+            API's shape); None when no answer came (refused or dropped connection, timeout: then
+            `__cause__` is the httpx error).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class OpenAIBackend:
     """Concurrent requests to an OpenAI-compatible server (vLLM `vllm serve`, `wikitune serve`, ...).
+
+    One HTTP client (one pool of keep-alive connections) serves every request of the backend, from
+    any thread: `chat` may be called from several threads at once. `close()` (or leaving a `with`
+    block) closes its connections; a later `chat` opens a fresh client.
 
     Args:
         base_url: the server's API root, e.g. `http://127.0.0.1:8000/v1`.
         model: the model name the server knows.
         settings: token budget and sampling.
         api: `chat` (/chat/completions) or `responses` (/responses).
-        concurrency: requests in flight at most.
+        concurrency: requests in flight at most, per `chat` call.
         api_key: bearer token (default: $OPENAI_API_KEY, else none).
         timeout: seconds per request.
     """
@@ -330,32 +350,69 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.timeout = timeout
+        self._client: Any = None
+        self._client_lock = threading.Lock()
 
-    def chat(self, conversations: Sequence[list[dict]], *, reasoning_effort: str | None = None) -> list[Generation]:
-        """One completion per conversation (a list of {"role", "content"}), in order."""
-        return asyncio.run(self._all(conversations, reasoning_effort))
+    def chat(self, conversations: Sequence[list[dict]], *, reasoning_effort: str | None = None,
+             seed: int | None = None) -> list[Generation]:
+        """One completion per conversation (a list of {"role", "content"}), in order.
 
-    async def _all(self, conversations: Sequence[list[dict]], reasoning_effort: str | None) -> list[Generation]:
+        Args:
+            conversations: the requests' messages.
+            reasoning_effort: low | medium | high, sent to reasoning models; None sends none.
+            seed: the sampling seed of these requests instead of `settings.seed` (augment seeds each job).
+
+        Raises:
+            ServerError: a request failed; requests not yet sent then are not sent.
+        """
+        client = self._http()
+        if len(conversations) <= 1 or self.concurrency == 1:
+            return [self._request(client, m, reasoning_effort, seed) for m in conversations]
+        # httpx's sync client is thread-safe (its pool takes a lock), so a thread per request in flight
+        # shares its keep-alive connections.
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)), thread_name_prefix="openai") as pool:
+            futures = [pool.submit(self._request, client, m, reasoning_effort, seed) for m in conversations]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f.exception() for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                for future in futures:
+                    future.cancel()  # one failure fails the call: send nothing more
+                raise failed
+            return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Close the HTTP client and its connections (idempotent)."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> "OpenAIBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _http(self) -> Any:
+        """The backend's HTTP client, created on first use."""
         import httpx
 
-        semaphore = asyncio.Semaphore(self.concurrency)
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        async with httpx.AsyncClient(timeout=self.timeout, headers=headers) as client:
+        with self._client_lock:
+            if self._client is None:
+                headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+                # Keep a connection alive per request in flight, so that none is reopened between requests.
+                limits = httpx.Limits(max_connections=None, max_keepalive_connections=max(self.concurrency, 20))
+                self._client = httpx.Client(timeout=self.timeout, headers=headers, limits=limits)
+            return self._client
 
-            async def one(messages: list[dict]) -> Generation:
-                async with semaphore:
-                    return await self._request(client, messages, reasoning_effort)
-
-            return list(await asyncio.gather(*(one(m) for m in conversations)))
-
-    async def _request(self, client: Any, messages: list[dict], reasoning_effort: str | None) -> Generation:
+    def _request(self, client: Any, messages: list[dict], reasoning_effort: str | None, seed: int | None) -> Generation:
         import httpx
 
         s = self.settings
         if self.api == "chat":
             url = f"{self.base_url}/chat/completions"
             body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": s.max_new_tokens,
-                                    "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed}
+                                    "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed if seed is None else seed}
             if reasoning_effort:
                 body["reasoning_effort"] = reasoning_effort
         else:
@@ -368,21 +425,22 @@ class OpenAIBackend:
             if reasoning_effort:
                 body["reasoning"] = {"effort": reasoning_effort}
         try:
-            response = await client.post(url, json=body)
+            response = client.post(url, json=body)
         except httpx.HTTPError as err:
-            raise WikituneError(f"cannot reach {url}: {err!r}; is the server running (e.g. `wikitune serve` or `vllm serve`)?") from err
+            raise ServerError(f"cannot reach {url}: {err!r}; is the server running (e.g. `wikitune serve` or `vllm serve`)?") from err
         try:
             data = json.loads(response.content)
         except ValueError:
             data = _NOT_JSON
-        if response.status_code != 200:
-            raise WikituneError(f"{url} answered {response.status_code}: {_error_text(data, response.text)}")
+        status = response.status_code
+        if status != 200:
+            raise ServerError(f"{url} answered {status}: {_error_text(data, response.text)}", status)
         if data is _NOT_JSON:
-            raise WikituneError(f"{url} answered 200 with a body that is not JSON: {_excerpt(response.text)}")
+            raise ServerError(f"{url} answered 200 with a body that is not JSON: {_excerpt(response.text)}", status)
         try:
             return _chat_generation(data) if self.api == "chat" else _responses_generation(data)
         except _WrongShape as err:
-            raise WikituneError(f"{url} answered 200 with {err}") from None
+            raise ServerError(f"{url} answered 200 with {err}", status) from None
 
 
 _NOT_JSON = object()
