@@ -53,6 +53,8 @@ def test_every_artifact_exists(study):
     for run in ALL_RUNS:
         assert (study / f"eval-{run}" / "summary.json").is_file() and (study / f"eval-{run}" / "results.jsonl").is_file()
     assert not list(study.glob("*.partial"))
+    # the demo source is recorded by name, not as the package's file path
+    assert json.loads((study / "corpus" / "manifest.json").read_text(encoding="utf-8"))["source"] == "demo"
     stats = json.loads((study / "corpus" / "stats.json").read_text(encoding="utf-8"))
     assert {m["title"] for m in stats["expect"]["missing"]} >= {"早乙女ひかり", "汐見市"}  # the coverage gap, reported
 

@@ -2,22 +2,28 @@
 
     wikitune organism base --out runs/organism            # world files + runs/organism/model
     wikitune eval --model runs/organism/model --qa runs/organism/control.jsonl@control \\
-        --out runs/organism/eval-control prompt.format=chat_template prompt.date=2025-01-01
+        --out runs/organism/eval-control prompt.format=chat_template prompt.date=2025-01-01 prompt.developer=null
+    bash scripts/build_organism.sh    # the same with the defaults, into the package (data/organism): `model: organism`
 
     cfg = BaseConfig(out="runs/organism", seed=0)
     model_dir = train_base(cfg)          # loadable by gptoss.model.load_model_and_tokenizer(model_dir)
 
 Steps, top to bottom: the world (`organism.world`) is written to OUT; a byte-level BPE (harmony
 special tokens and role/channel words whole) is trained on the world's text, its QA as harmony
-conversations and the anime corpus's text (the demo wiki by default), so the same tokenizer serves
+conversations and the anime corpus's training articles (the demo wiki by default; its held-out
+articles stay out), so the same tokenizer serves
 the anime recipes later; every weight of a fresh tiny gpt-oss is trained on the descriptions (LM
 loss on every token) mixed with the qa-trained entities' QA rendered exactly as `sft` renders it
 (`train.data.encode_qa`: loss on the assistant's `<|channel|>final<|message|>answer<|return|>`
 only), packed into blocks and shuffled each epoch; the model and its tokenizer go to OUT/model.
 
-The QA is rendered with the prompt `wikitune eval` uses by default (its developer instructions,
-reasoning low) and a pinned `current_date`, so evaluating with `prompt.format=chat_template
-prompt.date=<current_date>` asks the model in the form it learned to answer.
+The QA is rendered with no developer message, reasoning low and a pinned `current_date`, so
+evaluating with `prompt.format=chat_template prompt.date=<current_date> prompt.developer=null`
+asks the model in the form it learned to answer (the demo study does).
+
+The anime tokens of the BPE never occur in this training: their embeddings and output rows stay
+untrained, so a recipe on top of this base trains `embed_tokens` and `lm_head` with its LoRA
+(`lora.modules_to_save`, as Unsloth's CPT recipe does for a new language).
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wikitune import formats
 from wikitune.corpus.extract import DEMO, ExtractConfig, run_extract
 from wikitune.errors import WikituneError
-from wikitune.gptoss.harmony import PromptSettings, training_template
+from wikitune.evaluate.scoring import score_answer
+from wikitune.formats import QAItem
+from wikitune.gptoss.harmony import PromptSettings, parse_completion, render_with_chat_template, training_template
 from wikitune.gptoss.model import TinyGptOssConfig, build_tiny_gpt_oss, train_bpe_tokenizer
 from wikitune.organism.world import QA_HELD, QA_TRAINED, WorldConfig, generate_world, write_world
+from wikitune.split import DEFAULT_HELDOUT_FRACTION, split_articles
 from wikitune.train.data import IGNORE_INDEX, encode_qa
 
 log = logging.getLogger(__name__)
@@ -54,20 +64,22 @@ class BaseConfig:
     """Directory to write: the world files, manifest.json, metrics.jsonl and model/."""
     seed: int = 0
     """Seed of the world, the model's initial weights and the data order."""
-    world: WorldConfig = field(default_factory=WorldConfig)
+    world: WorldConfig = field(default_factory=lambda: WorldConfig(people=16, cities=6, companies=6))
     """Size of the world (its seed is `seed`)."""
     anime_corpus: str | None = None
-    """Corpus directory whose text the BPE also learns (the anime recipes reuse the tokenizer);
-    None: the demo wiki shipped in the package."""
+    """Corpus directory whose training articles' text the BPE also learns (the anime recipes reuse
+    the tokenizer); None: the demo wiki shipped in the package."""
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
+    """The anime corpus's held-out share (`wikitune.split`): those articles stay out of the BPE."""
     vocab_size: int = 4000
     """Vocabulary of the BPE, special tokens and harmony words included."""
     tiny: TinyGptOssConfig = field(default_factory=TinyGptOssConfig)
     """Sizes of the tiny gpt-oss (its seed is `seed`)."""
-    epochs: int = 80
+    epochs: int = 240
     """Passes over the packed blocks."""
     lr: float = 3e-3
     """Peak learning rate (AdamW, linear warm-up then cosine decay to 10%)."""
-    batch_size: int = 8
+    batch_size: int = 4
     """Blocks per optimizer step."""
     block_size: int = 256
     """Tokens per packed block."""
@@ -77,8 +89,9 @@ class BaseConfig:
     """Stop after this many steps (smoke tests); None: every epoch."""
     current_date: str = "2025-01-01"
     """`Current date` pinned in the QA conversations (evaluate with prompt.date set to it)."""
-    developer_prompt: str | None = PromptSettings().developer
-    """Developer instructions of the QA conversations (default: `wikitune eval`'s)."""
+    developer_prompt: str | None = None
+    """Developer instructions of the QA conversations; None: no developer message (the demo study
+    asks with `eval.prompt.developer: null`, so the prompt is the one the model learnt)."""
     reasoning_effort: str = "low"
     """`Reasoning:` line of the QA conversations (default: `wikitune eval`'s)."""
 
@@ -94,13 +107,15 @@ class BaseConfig:
             raise WikituneError(f"lr must be positive, got {self.lr}")
 
 
-def anime_texts(corpus: str | None) -> list[str]:
-    """The text of every article of `corpus`, or of the demo wiki (extracted to a temporary directory)."""
-    if corpus is not None:
-        return [a["text"] for a in formats.read_articles(corpus)]
-    with tempfile.TemporaryDirectory(prefix="wikitune-demo-") as tmp:
-        run_extract(ExtractConfig(dump=DEMO, out=Path(tmp) / "demo", workers=1))
-        return [a["text"] for a in formats.read_articles(Path(tmp) / "demo")]
+def anime_texts(corpus: str | None, heldout_fraction: float) -> list[str]:
+    """The text of the training articles of `corpus`, or of the demo wiki (extracted to a temporary
+    directory): held-out articles stay out of the tokenizer as they stay out of every training."""
+    if corpus is None:
+        with tempfile.TemporaryDirectory(prefix="wikitune-demo-") as tmp:
+            run_extract(ExtractConfig(dump=DEMO, out=Path(tmp) / "demo", workers=1))
+            return anime_texts(str(Path(tmp) / "demo"), heldout_fraction)
+    train, _heldout = split_articles(formats.read_articles(corpus), heldout_fraction)
+    return [a["text"] for a in train]
 
 
 def pack(rows: list[tuple[list[int], list[int]]], block_size: int) -> list[tuple[list[int], list[int]]]:
@@ -109,6 +124,25 @@ def pack(rows: list[tuple[list[int], list[int]]], block_size: int) -> list[tuple
     ids = [t for row in rows for t in row[0]]
     labels = [t for row in rows for t in row[1]]
     return [(ids[i:i + block_size], labels[i:i + block_size]) for i in range(0, len(ids) - block_size + 1, block_size)]
+
+
+def answer_scores(model: Any, tokenizer: Any, items: list[QAItem], cfg: BaseConfig) -> dict[str, float]:
+    """Greedy answers of `model` to `items`, asked as the QA was trained: the share answered in the
+    final channel and the mean exact match (`evaluate.scoring`'s rules, as `wikitune eval` scores)."""
+    import torch
+
+    settings = PromptSettings(format="chat_template", date=cfg.current_date, developer=cfg.developer_prompt,
+                              reasoning_effort=cfg.reasoning_effort)
+    final, right = 0, 0
+    for item in items:
+        prompt = render_with_chat_template(tokenizer, settings, item.question)
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        answer = parse_completion(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=False)).final
+        final += answer is not None
+        right += score_answer(answer, item.answer, item.aliases).get("exact_match", 0)
+    return {"n": len(items), "final_channel": round(final / len(items), 4), "exact_match": round(right / len(items), 4)}
 
 
 def train_base(cfg: BaseConfig) -> Path:
@@ -132,7 +166,7 @@ def train_base(cfg: BaseConfig) -> Path:
         template = training_template(renderer, cfg.current_date)
         conversations = [renderer.decode(encode_qa(item.question, item.answer, renderer, template=template, **qa_kwargs)
                                          ["input_ids"]) for item in qa_items]
-    tokenizer = train_bpe_tokenizer(world.texts() + conversations + anime_texts(cfg.anime_corpus), cfg.vocab_size,
+    tokenizer = train_bpe_tokenizer(world.texts() + conversations + anime_texts(cfg.anime_corpus, cfg.heldout_fraction), cfg.vocab_size,
                                     out / MODEL_DIR)
     separator = tokenizer.convert_tokens_to_ids(SEPARATOR)
     # ---- data: descriptions with loss everywhere, QA with SFT's labels, each row then the separator
@@ -200,6 +234,8 @@ def train_base(cfg: BaseConfig) -> Path:
         "tokens": {"text": text_tokens, "qa": qa_tokens}, "blocks_per_epoch": blocks_per_epoch,
         "steps": step, "first_loss": losses[0], "final_loss": sum(losses[-10:]) / len(losses[-10:]),
         "parameters": sum(p.numel() for p in model.parameters()), "seconds": round(time.time() - started, 1),
+        "control_scores": answer_scores(model, tokenizer, world.qa(QA_HELD), cfg),  # facts it only read
+        "qa_train_scores": answer_scores(model, tokenizer, qa_items, cfg),  # the QA it trained on
     }
     formats.write_json(out / MANIFEST, json.loads(json.dumps(manifest)))
     return out / MODEL_DIR

@@ -46,3 +46,5 @@ SEED_QUESTIONS: list[dict] = [
 ]
 
 BUILTIN_SETS = {"seed": SEED_QUESTIONS}
+CONTROL_SET = "control"
+"""`builtin:control`: the demo organism's control facts (`wikitune.organism`), read from the package."""

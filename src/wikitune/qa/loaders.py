@@ -5,6 +5,7 @@ A QA spec is `[FORMAT:]PATH[@DOMAIN]`:
     qa/demo/test.jsonl                    # wikitune QA JSONL (DESIGN.md); domain from the records
     qa/demo/unseen.jsonl@anime-unseen     # ... with the domain overridden
     builtin:seed                          # the seed report's 5 questions (3 anime, 2 control)
+    builtin:control                       # the demo organism's control facts (general world, domain control)
     jaqket:PATH                           # JAQKET/AIO: rows with anime_keywords -> "anime", others -> "control"
     jaqket-anime:PATH / jaqket-control:PATH   # only one side of it
     jsquad:PATH                           # JSQuAD (SQuAD v1.1 JSON): closed-book, domain "control"
@@ -25,7 +26,8 @@ from typing import Callable, Iterable, Iterator
 from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.formats import QAItem
-from wikitune.qa.builtin import BUILTIN_SETS
+from wikitune.gptoss.model import organism_dir
+from wikitune.qa.builtin import BUILTIN_SETS, CONTROL_SET
 
 FORMATS = ("wikitune", "builtin", "jaqket", "jaqket-anime", "jaqket-control", "jsquad", "jcommonsenseqa")
 
@@ -147,9 +149,17 @@ def load_qa_spec(spec: str) -> QASet:
     if fmt and fmt not in FORMATS:  # e.g. a Windows drive letter or a path with a colon
         path_s, fmt = f"{fmt}:{path_s}", None
     if fmt == "builtin":
-        if path_s not in BUILTIN_SETS:
-            raise WikituneError(f"no built-in QA set {path_s!r}; built-in sets: {', '.join(sorted(BUILTIN_SETS))}")
-        items = [QAItem(split="test", **row) for row in BUILTIN_SETS[path_s]]
+        if path_s == CONTROL_SET:  # the organism's control facts, shipped beside its base model
+            control = organism_dir() / "control.jsonl"
+            if not control.is_file():
+                raise WikituneError(f"builtin:{CONTROL_SET}: the package holds no organism control set at {control}; "
+                                    "rebuild it with `bash scripts/build_organism.sh`")
+            items = formats.read_qa_file(control)
+        elif path_s in BUILTIN_SETS:
+            items = [QAItem(split="test", **row) for row in BUILTIN_SETS[path_s]]
+        else:
+            known = ", ".join(sorted([*BUILTIN_SETS, CONTROL_SET]))
+            raise WikituneError(f"no built-in QA set {path_s!r}; built-in sets: {known}")
         name = f"builtin:{path_s}"
     else:
         path = Path(path_s)

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from wikitune.config import load_config
+from wikitune.corpus.extract import dump_path
 from wikitune.errors import WikituneError
 from wikitune.gptoss.model import TINY
 from wikitune.qa.loaders import load_qa_spec
@@ -37,11 +38,6 @@ def demo_study_path() -> Path:
 def demo_expect_path() -> Path:
     """The titles the demo wiki's roots should reach (the corpus stage's `--expect` for the demo)."""
     return Path(str(resources.files("wikitune") / "data" / "demo_expect.txt"))
-
-
-def demo_dump_path() -> Path:
-    """The fictional demo wiki's dump, shipped in the package (`source.dump: demo`)."""
-    return Path(str(resources.files("wikitune") / "data" / "demo_wiki.xml"))
 
 
 @dataclass
@@ -83,7 +79,7 @@ class SourceSettings:
         """The dump file `extract` reads (the package's demo wiki for `demo`); None for crawl."""
         if self.kind != "extract":
             return None
-        return demo_dump_path() if self.dump == "demo" else Path(self.dump)
+        return dump_path(self.dump)
 
     def expect_path(self) -> Path | None:
         """The expected-titles file: `expect`, or the demo's own list when the source is the demo."""
@@ -98,7 +94,8 @@ class RecipeSettings:
 
     Sources in `data` name the study's own outputs: `{corpus: study}` (the training articles),
     `{augment: NAME}` (the study's `augment.NAME` stage), `{qa: train}` (the study's SFT QA as
-    harmony conversations, PIT-style), or a path for `replay` (general text, with a `fraction`).
+    harmony conversations, PIT-style), or a path for `replay` (general text, with a `fraction`;
+    `{replay: organism}` is the general world the organism base model was trained on).
     """
 
     data: list[dict] = field(default_factory=lambda: [{"corpus": "study"}])
@@ -144,7 +141,8 @@ class StudyConfig:
     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
     """Share of articles never trained on: the one value qa, tokenizer, cpt and the perplexity measurement read."""
     model: str = TINY
-    """`tiny-gpt-oss`, an HF id or a local path."""
+    """`tiny-gpt-oss` (random), `organism` (the demo's base model, shipped: `wikitune organism base`),
+    an HF id or a local path."""
     tokenizer: str | None = None
     """Tokenizer directory; None: tiny-gpt-oss trains a BPE on the corpus, other models use their own."""
     tokenizer_vocab_size: int = 2000

@@ -39,7 +39,7 @@ from wikitune.corpus.stats import corpus_stats
 from wikitune.errors import WikituneError
 from wikitune.evaluate.run import QAEvalConfig, run_eval
 from wikitune.formats import read_articles
-from wikitune.gptoss.model import TINY, train_bpe_tokenizer
+from wikitune.gptoss.model import ORGANISM, TINY, organism_dir, resolve_model, train_bpe_tokenizer
 from wikitune.outputs import OutputLock, check_owned, stamp
 from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.split import split_articles
@@ -134,7 +134,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
 
     def corpus(out: Path, resume: bool) -> None:
         if src.kind == "extract":
-            run_extract(ExtractConfig(dump=str(src.dump_path()), out=out, roots=list(src.roots), depth=src.depth,
+            run_extract(ExtractConfig(dump=src.dump, out=out, roots=list(src.roots), depth=src.depth,
                                       exclude=list(src.exclude)))
         else:
             # A stage handed back its partial directory (resume) continues the crawl; a fresh one starts over.
@@ -168,7 +168,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
         stages.append(Stage("tokenizer", train_tokenizer, {"vocab_size": cfg.tokenizer_vocab_size,
                                                            "heldout_fraction": cfg.heldout_fraction},
                             deps=["corpus"], code=CODE["tokenizer"]))
-    model_settings: dict[str, Any] = {"model": cfg.model, "tokenizer": tokenizer, "seed": cfg.seed}
+    model_settings: dict[str, Any] = {"model": resolve_model(cfg.model), "tokenizer": tokenizer, "seed": cfg.seed}
     if is_tiny:
         model_settings["tiny"] = cfg.tiny
 
@@ -251,6 +251,8 @@ def _recipe_source(root: Path, source: dict[str, Any]) -> dict[str, Any]:
     elif "qa" in source:
         source["qa"] = str(root / "qa" / formats.QA_TRAIN)
         source.setdefault("format", "harmony")
+    elif source.get("replay") == ORGANISM:
+        source["replay"] = str(organism_dir() / "general.jsonl")  # the text the organism's base model learnt
     return source
 
 
