@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 SMALL = ["cpt.max_steps=4", "cpt.eval_steps=2", "cpt.save_steps=2", "cpt.logging_steps=1",
          "sft.max_steps=4", "sft.eval_steps=2", "sft.save_steps=2", "sft.logging_steps=1",
          "eval.generation.max_new_tokens=12",
-         "eval_sets=[qa:test.jsonl:6, qa:unseen.jsonl:4@anime-unseen, builtin:seed]"]
+         "eval_sets=[qa:test.jsonl:6, qa:unseen.jsonl:4@anime-unseen, builtin:control:6]"]
 
 
 def small_config(out: Path, *extra: str) -> StudyConfig:
@@ -47,7 +47,7 @@ def study(tmp_path_factory) -> Path:
 
 def test_every_artifact_exists(study):
     for name in ["corpus/manifest.json", "corpus/stats.json", "qa/train.jsonl", "qa/test.jsonl", "qa/unseen.jsonl",
-                 "tokenizer/tokenizer.json", "raw-cpt/adapter", "raw-cpt/metrics.jsonl", "raw-cpt/lora_coverage.json",
+                 "raw-cpt/adapter", "raw-cpt/metrics.jsonl", "raw-cpt/lora_coverage.json",
                  "raw-cpt-sft/adapter", "sft-only/adapter", "report/index.html", "report/report.md", "study.yaml"]:
         assert (study / name).exists(), name
     for run in ALL_RUNS:
@@ -102,7 +102,9 @@ def test_changed_sft_setting_reruns_sft_and_its_evaluations_only(study, tmp_path
 
 def test_stage_list_follows_the_config(tmp_path):
     names = [s.name for s in build_stages(small_config(tmp_path, "runs=[base, rag]"))]
-    assert names == ["corpus", "qa", "tokenizer", "eval-base", "eval-rag"]
+    assert names == ["corpus", "qa", "eval-base", "eval-rag"]
+    names = [s.name for s in build_stages(small_config(tmp_path, "runs=[base, rag]", "model=tiny-gpt-oss"))]
+    assert names == ["corpus", "qa", "tokenizer", "eval-base", "eval-rag"]  # a random tiny model gets a BPE
 
 
 def test_killed_run_resumes(tmp_path):

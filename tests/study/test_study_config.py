@@ -71,7 +71,8 @@ def test_run_study_checks_every_stage_before_writing(tmp_path):
 
 
 def test_one_heldout_fraction_reaches_every_stage(tmp_path):
-    stages = {s.name: s for s in _load_and_plan(tmp_path, "heldout_fraction=0.2")}
+    # a random tiny-gpt-oss: the study trains its tokenizer too
+    stages = {s.name: s for s in _load_and_plan(tmp_path, "heldout_fraction=0.2", "model=tiny-gpt-oss")}
     fractions = {name: s.config["heldout_fraction"] for name, s in stages.items() if "heldout_fraction" in s.config}
     # qa, the tokenizer, CPT and every evaluation (perplexity on the held-out articles) read the study's value
     assert set(fractions) >= {"qa", "tokenizer", "raw-cpt", "eval-base", "eval-raw-cpt", "eval-rag"}
@@ -80,7 +81,8 @@ def test_one_heldout_fraction_reaches_every_stage(tmp_path):
 
 def test_demo_settings_come_from_the_yaml_not_from_code(tmp_path):
     stages = {s.name: s for s in _load_and_plan(tmp_path)}
-    assert stages["raw-cpt"].config["epochs"] == 60 and stages["raw-cpt"].config["optim"] == "adamw_torch"
+    assert stages["raw-cpt"].config["epochs"] == 30 and stages["raw-cpt"].config["optim"] == "adamw_torch"
+    assert stages["raw-cpt"].config["model"].endswith("data/organism/model")  # `model: organism`, the shipped base
     stages = {s.name: s for s in _load_and_plan(tmp_path, "cpt.epochs=2")}
     assert stages["raw-cpt"].config["epochs"] == 2
 
@@ -90,9 +92,9 @@ def test_a_recipe_adds_its_stages_in_order(tmp_path):
                             "recipes={facts-cpt: {data: [{corpus: study}, {augment: facts, fraction: 0.5}], cpt: {epochs: 3}}}",
                             "runs=[base, raw-cpt, facts-cpt, facts-cpt-sft]")
     by_name = {s.name: s for s in stages}
-    assert [s.name for s in stages] == ["corpus", "qa", "tokenizer", "raw-cpt", "augment-facts", "facts-cpt", "facts-cpt-sft",
+    assert [s.name for s in stages] == ["corpus", "qa", "raw-cpt", "augment-facts", "facts-cpt", "facts-cpt-sft",
                                         "eval-base", "eval-raw-cpt", "eval-facts-cpt", "eval-facts-cpt-sft"]
-    assert by_name["facts-cpt"].deps == ["corpus", "augment-facts", "tokenizer"]
-    assert by_name["facts-cpt"].config["epochs"] == 3 and by_name["raw-cpt"].config["epochs"] == 60
+    assert by_name["facts-cpt"].deps == ["corpus", "augment-facts"]
+    assert by_name["facts-cpt"].config["epochs"] == 3 and by_name["raw-cpt"].config["epochs"] == 30
     assert by_name["facts-cpt"].config["data"][1] == {"augment": "$STUDY/augment-facts/documents", "fraction": 0.5}
     assert by_name["eval-facts-cpt-sft"].config["adapter"] == "$STUDY/facts-cpt-sft"
