@@ -96,8 +96,10 @@ def test_changed_sft_setting_reruns_sft_and_its_evaluations_only(study, tmp_path
     shutil.copytree(study, copy)
     results, _ = run_study(small_config(copy, "sft.learning_rate=0.001"), progress=quiet)
     ran = {name for name, r in results.items() if r.status == "ran"}
-    # every SFT (the demo's facts recipe has one too) and their evaluations; no CPT, no other evaluation
-    assert ran == {"raw-cpt-sft", "sft-only", "facts-cpt-sft", "eval-raw-cpt-sft", "eval-sft-only", "eval-facts-cpt-sft"}
+    # every SFT (each recipe of the demo has one too) and their evaluations; no CPT, no other evaluation
+    sft_runs = {"raw-cpt-sft", "sft-only", "facts-cpt-sft", "facts-replay-cpt-sft", "pit-cpt-sft"}
+    assert sft_runs <= set(load_study_config(None).runs)
+    assert ran == sft_runs | {f"eval-{run}" for run in sft_runs}
 
 
 def test_stage_list_follows_the_config(tmp_path):
@@ -110,7 +112,7 @@ def test_stage_list_follows_the_config(tmp_path):
 def test_killed_run_resumes(tmp_path):
     out = tmp_path / "demo"
     config = tmp_path / "study.yaml"
-    write_config(small_config(out, "cpt.max_steps=40", "cpt.save_steps=5"), config)
+    write_config(small_config(out, "cpt.max_steps=40", "cpt.save_steps=5", "runs=[base, raw-cpt]"), config)
     cmd = [sys.executable, "-m", "wikitune.cli", "run", "--config", str(config)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
