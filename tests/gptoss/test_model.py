@@ -144,3 +144,20 @@ def test_harmony_words_are_single_tokens_of_the_trained_bpe(tmp_path):
         assert len(ids) == 5 and tok.convert_ids_to_tokens(ids[1]) == "assistant" and tok.convert_ids_to_tokens(ids[3]) == word, word
     text = "finally, the final analysis of 銀魂"
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text  # ordinary text round-trips
+
+
+def test_the_trained_bpe_never_fuses_a_word_with_its_neighbours_of_another_script(tmp_path):
+    # Repeated sentences: a byte-level BPE with GPT-2's regex alone would learn each clause as one
+    # token ("の本職は薬剤師である"), so "薬剤師" in the text and "薬剤師" as an answer would share no token.
+    sentences = ["ネムベ・ゴペンズの本職は薬剤師である。", "ネムベ・ゴペンズの故郷はペグケ市だ。", "1998年、ボフダ社が発足した。"]
+    tok = train_bpe_tokenizer(sentences * 50, 1000, tmp_path)
+    pieces = [tok.decode([t]) for t in tok(sentences[0], add_special_tokens=False)["input_ids"]]
+    assert "".join(pieces) == sentences[0]
+    assert {"の", "本職", "は", "薬剤師", "である"} <= set(pieces), pieces  # whole words: the vocabulary is large enough
+    answer = [tok.decode([t]) for t in tok("薬剤師", add_special_tokens=False)["input_ids"]]
+    assert answer == ["薬剤師"]  # the value alone is the very token the sentence holds
+    for sentence in sentences:
+        for piece in (tok.decode([t]) for t in tok(sentence, add_special_tokens=False)["input_ids"]):
+            scripts = {"kanji" if "\u4e00" <= c <= "\u9fff" else "hiragana" if "\u3040" <= c <= "\u309f"
+                       else "katakana" if "\u30a0" <= c <= "\u30ff" else "other" for c in piece}
+            assert len(scripts) == 1, (sentence, piece)

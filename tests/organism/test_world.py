@@ -102,3 +102,12 @@ def test_split_is_per_kind_and_both_sides_are_populated():
 def test_bad_sizes_are_refused(bad, message):
     with pytest.raises(WikituneError, match=message):
         WorldConfig(**bad)
+
+
+def test_every_description_names_the_entity_and_the_relation_before_the_value():
+    for relations in RELATIONS.values():
+        for descriptions, _questions in relations.values():
+            for template in descriptions:
+                assert template.startswith("{name}"), template
+                cue = template[len("{name}"):template.index("{value}")]
+                assert len(cue) >= 2, template  # a relation word, not a bare particle

@@ -98,3 +98,17 @@ def test_a_recipe_adds_its_stages_in_order(tmp_path):
     assert by_name["facts-cpt"].config["epochs"] == 3 and by_name["raw-cpt"].config["epochs"] == 30
     assert by_name["facts-cpt"].config["data"][1] == {"augment": "$STUDY/augment-facts/documents", "fraction": 0.5}
     assert by_name["eval-facts-cpt-sft"].config["adapter"] == "$STUDY/facts-cpt-sft"
+
+
+def test_sft_replay_mixes_the_organisms_qa_into_every_sft_run(tmp_path):
+    from wikitune.gptoss.model import organism_dir
+
+    stages = {s.name: s for s in _load_and_plan(tmp_path, "sft_replay=[organism]")}
+    sft_runs = [name for name in stages if not name.startswith("eval-") and (name.endswith("-sft") or name == "sft-only")]
+    assert len(sft_runs) == 5
+    for name in sft_runs:
+        assert stages[name].config["qa"] == ["$STUDY/qa/train.jsonl", str(organism_dir() / "qa_train.jsonl")], name
+    plain = {s.name: s for s in _load_and_plan(tmp_path, "sft_replay=[]")}
+    assert plain["sft-only"].config["qa"] == "$STUDY/qa/train.jsonl"
+    with pytest.raises(WikituneError, match="sft_replay: /no/such.jsonl is not a QA file"):
+        _load_and_plan(tmp_path, "sft_replay=[/no/such.jsonl]")

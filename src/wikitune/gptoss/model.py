@@ -118,6 +118,10 @@ def _wrap_fast(tok_obj: Any, *, model_max_length: int = 131072) -> "PreTrainedTo
     return tok
 
 
+# Runs of one Japanese script (Oniguruma script classes; ー and ・ are script Common, kept with katakana).
+SCRIPT_RUNS = r"\p{Han}+|\p{Hiragana}+|[\p{Katakana}ー・]+"
+
+
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> "PreTrainedTokenizerBase":
     """Train a byte-level BPE on `texts` with the harmony special tokens; save it to `out_dir`.
 
@@ -136,14 +140,20 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Pa
     Raises:
         WikituneError: `vocab_size` too small for the 256 byte symbols and the special tokens.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     specials = list(HARMONY_SPECIAL_TOKENS)
     minimum = 256 + len(specials) + len(HARMONY_WORDS) + 1
     if vocab_size < minimum:
         raise WikituneError(f"tokenizer vocab_size must be at least {minimum} (256 bytes + harmony specials), got {vocab_size}")
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Japanese has no spaces, so GPT-2's regex alone makes a whole clause one pre-token and the BPE
+    # fuses words with their context ("の本職は薬剤師である" became one token): a fact learnt from
+    # text then never reaches an answer that spells the value alone. Cutting runs of one script
+    # (kanji, hiragana, katakana) apart first keeps each word its own piece.
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(SCRIPT_RUNS), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(HARMONY_WORDS), special_tokens=specials,

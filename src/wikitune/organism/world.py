@@ -7,7 +7,10 @@ descriptions of each, and questions about every fact (the model organism's base 
 The design follows Physics of Language Models 3.1 (`../shared/KNOWLEDGE.md`): a fact is learned so
 that it can be *extracted* (asked about) only when it is seen in several phrasings and positions,
 so each entity gets `k` descriptions; across them every fact is stated in `k` different sentence
-templates, and each description shuffles its sentence order (multiplicity + permutation). Entities
+templates, and each description shuffles its sentence order (multiplicity + permutation). Every
+template names the entity and the relation before the value ("Xの職業は…", never "…のX"), as
+the English biographies of Physics of LMs do: a left-to-right model stores a fact as "entity and
+relation -> value" only where it reads them in that order, and a question asks in that order. Entities
 are split in two: `qa-trained` ones, whose QA pairs train the base model alongside the text, and
 `qa-held` ones, read only in text, whose QA pairs are the control evaluation set. The question
 templates share no phrasing with the description templates (not one 4-character run of literal
@@ -41,9 +44,12 @@ TRAIN_DOMAIN, CONTROL_DOMAIN = "general", "control"
 # Syllables the demo wiki's katakana names are not made of (its names use ミ, サ, ジ, ル, カ ...).
 _SYLLABLES = ("ヴォ", "ゾ", "ペ", "グ", "ドゥ", "ツェ", "ボ", "ネ", "ヘ", "ズ", "ピ", "ゲ", "ポ", "ベ", "ヌ", "ゼ",
               "ダ", "ブ", "ゴ", "デ", "ケ", "ヨ", "ワ", "フ", "ビ", "ギ", "ダン", "ゼル", "ボル", "ペン", "グス", "ネム")
+# Values are one script each (kanji, or katakana, or digits and 年): the BPE cuts script runs apart
+# (gptoss.model.SCRIPT_RUNS), so a value is the same tokens in a sentence as in an answer; 釣り
+# would not be, its り joining the particle after it.
 _OCCUPATIONS = ("建築家", "天文学者", "料理人", "外科医", "弁護士", "版画家", "作曲家", "測量技師", "新聞記者", "植物学者",
                 "時計職人", "航海士", "薬剤師", "彫刻家", "地質学者", "翻訳家")
-_HOBBIES = ("登山", "囲碁", "釣り", "陶芸", "写真", "将棋", "盆栽", "乗馬", "書道", "養蜂", "天体観測", "水泳")
+_HOBBIES = ("登山", "囲碁", "剣道", "陶芸", "写真", "将棋", "盆栽", "乗馬", "書道", "養蜂", "天体観測", "水泳")
 _PRODUCTS = ("林檎", "絹織物", "陶器", "葡萄酒", "真珠", "緑茶", "岩塩", "鉄器", "蜂蜜", "和紙", "木材", "干物")
 _INDUSTRIES = ("造船", "製薬", "出版", "鉄道", "食品", "繊維", "精密機械", "通信", "鉱業", "製紙", "保険", "化学")
 _POPULATIONS = tuple(f"約{n}万人" for n in (3, 5, 8, 12, 17, 24, 31, 45, 60, 85, 120, 150))
@@ -53,72 +59,72 @@ _POPULATIONS = tuple(f"約{n}万人" for n in (3, 5, 8, 12, 17, 24, 31, 45, 60, 
 RELATIONS: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "person": {
         "birth_year": (
-            ("{name}は{value}に生まれた。", "{name}の生年は{value}である。", "{value}、{name}が誕生した。",
-             "{name}が産声を上げたのは{value}のことだ。", "{name}は{value}の生まれだ。"),
+            ("{name}の生年は{value}である。", "{name}が生まれた年は{value}だ。", "{name}の誕生は{value}のことだ。", "{name}の出生年は{value}とされる。",
+             "{name}、その生まれ年は{value}である。"),
             ("{name}は何年生まれですか？", "{name}がこの世に出てきた年を教えてください。"),
         ),
         "birthplace": (
-            ("{name}の出身地は{value}である。", "{name}は{value}で生まれ育った。", "{name}の故郷は{value}だ。",
-             "{value}は{name}の生まれ故郷として知られる。", "{name}は{value}の出身だ。"),
+            ("{name}の出身地は{value}である。", "{name}が生まれ育った町は{value}だ。", "{name}の故郷は{value}だ。",
+             "{name}の生まれ故郷は{value}として知られる。", "{name}の出身は{value}だ。"),
             ("{name}はどこで生を受けましたか？", "{name}のふるさとの都市名を答えてください。"),
         ),
         "occupation": (
-            ("{name}の職業は{value}である。", "{name}は{value}として働いている。", "{name}は{value}を生業とする。",
-             "{value}の{name}は仕事熱心で知られる。", "{name}は腕の良い{value}だ。"),
+            ("{name}の職業は{value}である。", "{name}が選んだ職は{value}だ。", "{name}の本職は{value}である。", "{name}の生業は{value}だ。",
+             "{name}が就いた職業は腕の良い{value}だ。"),
             ("{name}の仕事は何ですか？", "{name}はどんな職についていますか？"),
         ),
         "employer": (
-            ("{name}は{value}に勤めている。", "{name}の勤務先は{value}である。", "{value}の社員に{name}がいる。",
-             "{name}は{value}で働く一人だ。", "{name}が所属する会社は{value}だ。"),
+            ("{name}の勤務先は{value}である。", "{name}が勤める会社は{value}だ。", "{name}の所属は{value}である。", "{name}が働く会社は{value}だ。",
+             "{name}の雇い主は{value}である。"),
             ("{name}を雇っているのはどこの企業ですか？", "{name}がつとめる企業名を答えてください。"),
         ),
         "hobby": (
-            ("{name}の趣味は{value}である。", "{name}は休日に{value}を楽しむ。", "{name}は{value}を好む。",
-             "{value}は{name}の楽しみだ。", "{name}は{value}に夢中だ。"),
+            ("{name}の趣味は{value}である。", "{name}が休日に楽しむのは{value}だ。", "{name}の好きなことは{value}だ。", "{name}が夢中なのは{value}である。",
+             "{name}の道楽は{value}だ。"),
             ("{name}が余暇にすることは何ですか？", "{name}のたのしみは何でしょうか？"),
         ),
     },
     "city": {
         "region": (
-            ("{name}は{value}にある都市である。", "{name}は{value}に位置する。", "{value}の都市の一つに{name}がある。",
-             "{name}は{value}の町だ。", "{name}の所在地は{value}だ。"),
+            ("{name}の所在地は{value}である。", "{name}がある州は{value}だ。", "{name}の属する地域は{value}だ。", "{name}の位置は{value}である。",
+             "{name}を含む州は{value}だ。"),
             ("{name}が属する州はどこですか？", "{name}がある地方の名前を答えてください。"),
         ),
         "population": (
-            ("{name}の人口は{value}である。", "{name}には{value}が暮らす。", "{name}の住民は{value}だ。",
-             "{value}がいま{name}に住んでいる。", "{name}は人口{value}の都市だ。"),
+            ("{name}の人口は{value}である。", "{name}に暮らす人は{value}だ。", "{name}の住民は{value}だ。", "{name}に住む人の数は{value}である。",
+             "{name}の人口規模は{value}だ。"),
             ("{name}にはどれくらいの人が住みますか？", "{name}の市民の数を答えてください。"),
         ),
         "founded": (
-            ("{name}は{value}に開かれた。", "{name}の創設は{value}である。", "{value}、{name}が築かれた。",
-             "{name}の歴史は{value}に始まる。", "{name}ができたのは{value}だ。"),
+            ("{name}の創設は{value}である。", "{name}が開かれた年は{value}だ。", "{name}の歴史の始まりは{value}だ。", "{name}が築かれた年は{value}である。",
+             "{name}の開市は{value}だ。"),
             ("{name}が作られたのは何年ですか？", "{name}という市のおこりの年を教えてください。"),
         ),
         "product": (
-            ("{name}の名産は{value}である。", "{name}は{value}の産地として有名だ。", "{name}の特産品は{value}だ。",
-             "{value}といえば{name}が知られる。", "{name}では{value}が盛んに作られる。"),
+            ("{name}の名産は{value}である。", "{name}の特産品は{value}だ。", "{name}で盛んに作られるのは{value}だ。", "{name}が誇る産物は{value}である。",
+             "{name}の名物は{value}だ。"),
             ("{name}で有名な品物は何ですか？", "{name}を代表する産物を答えてください。"),
         ),
     },
     "company": {
         "founder": (
-            ("{name}の創業者は{value}である。", "{name}は{value}が興した会社だ。", "{value}が{name}を創業した。",
-             "{name}を起こしたのは{value}だ。", "{name}の生みの親は{value}である。"),
+            ("{name}の創業者は{value}である。", "{name}を興したのは{value}だ。", "{name}の生みの親は{value}である。", "{name}を起こした者は{value}だ。",
+             "{name}の設立者は{value}である。"),
             ("{name}を立ち上げた人物はだれですか？", "{name}をつくった人の名前を答えてください。"),
         ),
         "headquarters": (
-            ("{name}の本社は{value}にある。", "{name}は{value}に本拠を置く。", "{value}に{name}の本店がある。",
-             "{name}の本部は{value}だ。", "{name}は{value}に拠点を構える。"),
+            ("{name}の本社は{value}にある。", "{name}の本拠地は{value}である。", "{name}の本店の所在地は{value}だ。", "{name}の本部が置かれた都市は{value}だ。",
+             "{name}が拠点を構える都市は{value}である。"),
             ("{name}の本社所在地を答えてください。", "{name}はどの都市に本社がありますか？"),
         ),
         "founded": (
-            ("{name}は{value}に設立された。", "{name}の設立年は{value}である。", "{value}、{name}が発足した。",
-             "{name}の創業は{value}にさかのぼる。", "{name}が誕生したのは{value}だ。"),
+            ("{name}の設立年は{value}である。", "{name}が発足したのは{value}だ。", "{name}の創業は{value}にさかのぼる。", "{name}が誕生した年は{value}だ。",
+             "{name}の創立は{value}である。"),
             ("{name}が作られたのは何年ですか？", "{name}というかいしゃのおこりの年を教えてください。"),
         ),
         "industry": (
-            ("{name}の業種は{value}である。", "{name}は{value}の会社だ。", "{name}は{value}を手がける。",
-             "{value}の分野で{name}は名高い。", "{name}の事業は{value}だ。"),
+            ("{name}の業種は{value}である。", "{name}が手がける分野は{value}だ。", "{name}の事業は{value}だ。", "{name}の本業は{value}である。",
+             "{name}が名高い分野は{value}だ。"),
             ("{name}はどんな商売をしていますか？", "{name}がいとなむ事業の分野を答えてください。"),
         ),
     },
@@ -184,8 +190,9 @@ class World:
     documents: dict[str, list[str]] = field(default_factory=dict)
 
     def qa(self, split: str) -> list[QAItem]:
-        """QA pairs of every fact of the entities of `split` (qa-trained: training data; qa-held: the
-        control set), each asked in one of its relation's question templates, drawn with the seed."""
+        """QA pairs of every fact of the entities of `split`. qa-trained (training data): each fact
+        asked in every question template of its relation, so each phrasing is learnt on many
+        entities; qa-held (the control set): each fact asked once, in a template drawn with the seed."""
         rng = random.Random(f"{self.config.seed}:questions")
         items = []
         for entity in self.entities:
@@ -193,12 +200,13 @@ class World:
                 continue
             for relation, value in entity.facts.items():
                 templates = RELATIONS[entity.kind][relation][1]
-                t = rng.randrange(len(templates))
-                items.append(QAItem(
-                    id=f"{entity.id}-{relation}-q{t}", question=templates[t].format(name=entity.name), answer=value,
-                    aliases=_aliases(value), domain=TRAIN_DOMAIN if split == QA_TRAINED else CONTROL_DOMAIN,
-                    split="train" if split == QA_TRAINED else "test",
-                    source={"pageid": None, "title": entity.name}))
+                drawn = rng.randrange(len(templates))
+                for t in range(len(templates)) if split == QA_TRAINED else (drawn,):
+                    items.append(QAItem(
+                        id=f"{entity.id}-{relation}-q{t}", question=templates[t].format(name=entity.name), answer=value,
+                        aliases=_aliases(value), domain=TRAIN_DOMAIN if split == QA_TRAINED else CONTROL_DOMAIN,
+                        split="train" if split == QA_TRAINED else "test",
+                        source={"pageid": None, "title": entity.name}))
         return items
 
     def texts(self) -> list[str]:

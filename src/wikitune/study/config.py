@@ -21,7 +21,7 @@ from pathlib import Path
 from wikitune.config import load_config
 from wikitune.corpus.extract import dump_path
 from wikitune.errors import WikituneError
-from wikitune.gptoss.model import TINY
+from wikitune.gptoss.model import ORGANISM, TINY
 from wikitune.qa.loaders import load_qa_spec
 from wikitune.split import DEFAULT_HELDOUT_FRACTION
 
@@ -155,6 +155,10 @@ class StudyConfig:
     """CPT settings (CPTConfig fields, except those the study sets)."""
     sft: dict = field(default_factory=dict)
     """SFT settings (SFTConfig fields), used by both raw-cpt-sft and sft-only."""
+    sft_replay: list[str] = field(default_factory=list)
+    """QA files mixed into every SFT run's training QA beside the study's own (records of split
+    train or null), so that learning to answer anime questions does not overwrite how the base
+    model answered before; `organism`: the QA the organism base model was taught."""
     eval: dict = field(default_factory=dict)
     """Evaluation settings (QAEvalConfig fields), used by every eval run."""
     augment: dict[str, dict] = field(default_factory=dict)
@@ -195,6 +199,9 @@ class StudyConfig:
             raise WikituneError(f"model: {self.model} does not exist (a local model directory, an HF id or tiny-gpt-oss)")
         if self.tiny and self.model != TINY:
             raise WikituneError(f"tiny: sizes of tiny-gpt-oss were given but model is {self.model!r}")
+        for path in self.sft_replay:
+            if path != ORGANISM and not Path(path).is_file():
+                raise WikituneError(f"sft_replay: {path} is not a QA file (a JSONL of QA records, or organism)")
         for spec in self.eval_sets:
             if not spec.startswith("qa:"):
                 load_qa_spec(spec)  # a missing file or a bad record: found now, not after training

@@ -40,6 +40,7 @@ from wikitune.errors import WikituneError
 from wikitune.evaluate.run import QAEvalConfig, run_eval
 from wikitune.formats import read_articles
 from wikitune.gptoss.model import ORGANISM, TINY, organism_dir, resolve_model, train_bpe_tokenizer
+from wikitune.organism.world import QA_TRAIN
 from wikitune.outputs import OutputLock, check_owned, stamp
 from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.split import split_articles
@@ -185,7 +186,10 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
                                                    "heldout_fraction": cfg.heldout_fraction})
     if want & {"raw-cpt", "raw-cpt-sft"}:
         stages.append(Stage("raw-cpt", trainer("cpt", cpt_cfg), _settings(cpt_cfg), deps=["corpus", *model_deps], code=CODE["cpt"]))
-    sft_study = {**model_settings, "qa": str(root / "qa" / formats.QA_TRAIN), "eval_qa": str(root / "qa" / formats.QA_TEST)}
+    replay_qa = [str(organism_dir() / QA_TRAIN) if path == ORGANISM else path for path in cfg.sft_replay]
+    study_qa = str(root / "qa" / formats.QA_TRAIN)
+    sft_study = {**model_settings, "qa": [study_qa, *replay_qa] if replay_qa else study_qa,
+                 "eval_qa": str(root / "qa" / formats.QA_TEST)}
     for name, adapter, deps in (("raw-cpt-sft", str(root / "raw-cpt"), ["qa", "raw-cpt"]), ("sft-only", None, ["qa"])):
         sft_cfg = _section(SFTConfig, "sft", cfg.sft, {**sft_study, "adapter": adapter})
         if name in want:
