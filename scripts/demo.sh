@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The demo: the whole study on CPU, on the fictional anime wiki shipped in the package and a tiny
-# random gpt-oss: corpus -> QA -> CPT -> SFT -> evaluation of base/CPT/SFT/RAG -> report.
-#   bash scripts/demo.sh            # writes runs/demo; prints where the report is
+# The demo: the whole study on CPU, on the fictional anime wiki shipped in the package and the
+# model organism's base model (a tiny gpt-oss trained on a general world, shipped too):
+# corpus -> QA -> CPT recipes -> SFT -> evaluation of base/recipes/SFT/RAG -> report.
+#   bash scripts/demo.sh                     # writes runs/demo; prints where the report is
+#   bash scripts/demo.sh 'seeds=[42,43,44]'  # the study on three seeds, a report over all of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
