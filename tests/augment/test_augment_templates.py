@@ -91,8 +91,18 @@ def test_a_phrasing_keeps_the_fact_verbatim():
                          aliases=[], pageid=1, title="NEON DRIVE", rule="work:監督", subject="NEON DRIVE")
     sentences = [phrase(fact, t) for t in FactTemplates.load().for_attribute("監督")]
     assert "テレビアニメ『NEON DRIVE』の監督は久遠寺誠一である。" in sentences
-    assert "久遠寺誠一はテレビアニメ『NEON DRIVE』で監督を務めた。" in sentences  # the person leads the sentence
+    assert "テレビアニメ『NEON DRIVE』で監督を務めたのは久遠寺誠一だ。" in sentences
     assert all("テレビアニメ『NEON DRIVE』" in s and "監督" in s and "久遠寺誠一" in s for s in sentences)
+
+
+def test_every_template_names_the_subject_and_the_attribute_before_the_value():
+    # A left-to-right model learns "subject and attribute -> value" only from text in that order,
+    # the order a question asks in (the organism's control facts were unanswerable until its
+    # descriptions followed it): a template with the value first teaches nothing a question can reach.
+    for name, templates in FactTemplates.load().classes.items():
+        for template in templates:
+            order = [m.group(0) for m in _SLOT.finditer(template)]
+            assert order == ["{s}", "{a}", "{v}"], f"{name}: {template}"
 
 
 @pytest.mark.parametrize("text, message", [

@@ -100,15 +100,35 @@ def test_a_recipe_adds_its_stages_in_order(tmp_path):
     assert by_name["eval-facts-cpt-sft"].config["adapter"] == "$STUDY/facts-cpt-sft"
 
 
+def test_organism_in_a_recipe_is_the_shipped_text_and_qa_of_the_base_model(tmp_path):
+    from wikitune.gptoss.model import organism_dir
+
+    stages = {s.name: s for s in _load_and_plan(
+        tmp_path, "recipes={keep: {data: [{corpus: study}, {replay: organism, fraction: 0.25}, {qa: organism}]}}",
+        "runs=[base, keep]")}
+    assert stages["keep"].config["data"][1:] == [
+        {"replay": str(organism_dir() / "general.jsonl"), "fraction": 0.25},
+        {"qa": str(organism_dir() / "qa_train.jsonl"), "format": "harmony"}]
+    assert stages["keep"].deps == ["corpus"]  # the organism's QA is shipped: no dependency on the study's qa stage
+    with_train = {s.name: s for s in _load_and_plan(tmp_path, "recipes={pit: {data: [{corpus: study}, {qa: train}]}}",
+                                                     "runs=[base, pit]")}
+    assert with_train["pit"].config["data"][1] == {"qa": "$STUDY/qa/train.jsonl", "format": "harmony"}
+    assert with_train["pit"].deps == ["corpus", "qa"]
+
+
 def test_sft_replay_mixes_the_organisms_qa_into_every_sft_run(tmp_path):
     from wikitune.gptoss.model import organism_dir
 
-    stages = {s.name: s for s in _load_and_plan(tmp_path, "sft_replay=[organism]")}
+    stages = {s.name: s for s in _load_and_plan(tmp_path, "sft_replay=[organism]", "runs=[sft-only, raw-cpt-sft, pit-cpt-sft]")}
     sft_runs = [name for name in stages if not name.startswith("eval-") and (name.endswith("-sft") or name == "sft-only")]
-    assert len(sft_runs) == 5
+    assert sorted(sft_runs) == ["pit-cpt-sft", "raw-cpt-sft", "sft-only"]
     for name in sft_runs:
         assert stages[name].config["qa"] == ["$STUDY/qa/train.jsonl", str(organism_dir() / "qa_train.jsonl")], name
-    plain = {s.name: s for s in _load_and_plan(tmp_path, "sft_replay=[]")}
+    plain = {s.name: s for s in _load_and_plan(tmp_path, "sft_replay=[]", "runs=[sft-only]")}
     assert plain["sft-only"].config["qa"] == "$STUDY/qa/train.jsonl"
     with pytest.raises(WikituneError, match="sft_replay: /no/such.jsonl is not a QA file"):
         _load_and_plan(tmp_path, "sft_replay=[/no/such.jsonl]")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "no answer"}\n', encoding="utf-8")
+    with pytest.raises(WikituneError, match="bad.jsonl"):  # a malformed record: refused at load, before training
+        _load_and_plan(tmp_path, f"sft_replay=[{bad}]")

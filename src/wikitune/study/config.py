@@ -94,8 +94,9 @@ class RecipeSettings:
 
     Sources in `data` name the study's own outputs: `{corpus: study}` (the training articles),
     `{augment: NAME}` (the study's `augment.NAME` stage), `{qa: train}` (the study's SFT QA as
-    harmony conversations, PIT-style), or a path for `replay` (general text, with a `fraction`;
-    `{replay: organism}` is the general world the organism base model was trained on).
+    harmony conversations, PIT-style), or a path for `replay` (general text, with a `fraction`).
+    `organism` names what the organism base model was trained on: `{replay: organism}` its general
+    world's text, `{qa: organism}` the QA it was taught (replay of its answering).
     """
 
     data: list[dict] = field(default_factory=lambda: [{"corpus": "study"}])
@@ -118,10 +119,12 @@ class RecipeSettings:
             if "augment" in source:
                 refs["augment"].append(str(source["augment"]))
             if "qa" in source:
-                if source["qa"] != "train":
-                    raise WikituneError(f"recipe data: qa: train is the only QA a recipe may train on (test and unseen are "
-                                        f"evaluation questions), got {source['qa']!r}")
-                refs["qa"].append("train")
+                if source["qa"] not in ("train", ORGANISM):
+                    raise WikituneError(f"recipe data: a recipe trains on qa: train (the study's SFT QA) or qa: organism (the "
+                                        f"QA the organism base model was taught); test and unseen are evaluation questions, "
+                                        f"got {source['qa']!r}")
+                if source["qa"] == "train":
+                    refs["qa"].append("train")
         return refs
 
 
@@ -200,8 +203,11 @@ class StudyConfig:
         if self.tiny and self.model != TINY:
             raise WikituneError(f"tiny: sizes of tiny-gpt-oss were given but model is {self.model!r}")
         for path in self.sft_replay:
-            if path != ORGANISM and not Path(path).is_file():
+            if path == ORGANISM:
+                continue
+            if not Path(path).is_file():
                 raise WikituneError(f"sft_replay: {path} is not a QA file (a JSONL of QA records, or organism)")
+            load_qa_spec(path)  # a bad record: found now, not after training
         for spec in self.eval_sets:
             if not spec.startswith("qa:"):
                 load_qa_spec(spec)  # a missing file or a bad record: found now, not after training

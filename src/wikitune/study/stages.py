@@ -40,7 +40,7 @@ from wikitune.errors import WikituneError
 from wikitune.evaluate.run import QAEvalConfig, run_eval
 from wikitune.formats import read_articles
 from wikitune.gptoss.model import ORGANISM, TINY, organism_dir, resolve_model, train_bpe_tokenizer
-from wikitune.organism.world import QA_TRAIN
+from wikitune.organism.world import GENERAL, QA_TRAIN
 from wikitune.outputs import OutputLock, check_owned, stamp
 from wikitune.qa.build import QABuildConfig, run_qa_build
 from wikitune.split import split_articles
@@ -186,7 +186,7 @@ def _stages(cfg: StudyConfig, root: Path) -> list[Stage]:
                                                    "heldout_fraction": cfg.heldout_fraction})
     if want & {"raw-cpt", "raw-cpt-sft"}:
         stages.append(Stage("raw-cpt", trainer("cpt", cpt_cfg), _settings(cpt_cfg), deps=["corpus", *model_deps], code=CODE["cpt"]))
-    replay_qa = [str(organism_dir() / QA_TRAIN) if path == ORGANISM else path for path in cfg.sft_replay]
+    replay_qa = [_organism_or(path, QA_TRAIN) for path in cfg.sft_replay]
     study_qa = str(root / "qa" / formats.QA_TRAIN)
     sft_study = {**model_settings, "qa": [study_qa, *replay_qa] if replay_qa else study_qa,
                  "eval_qa": str(root / "qa" / formats.QA_TEST)}
@@ -253,11 +253,17 @@ def _recipe_source(root: Path, source: dict[str, Any]) -> dict[str, Any]:
     elif "augment" in source:
         source["augment"] = str(root / f"augment-{source['augment']}" / "documents")
     elif "qa" in source:
-        source["qa"] = str(root / "qa" / formats.QA_TRAIN)
+        source["qa"] = str(root / "qa" / formats.QA_TRAIN) if source["qa"] == "train" else _organism_or(source["qa"], QA_TRAIN)
         source.setdefault("format", "harmony")
-    elif source.get("replay") == ORGANISM:
-        source["replay"] = str(organism_dir() / "general.jsonl")  # the text the organism's base model learnt
+    elif "replay" in source:
+        source["replay"] = _organism_or(source["replay"], GENERAL)
     return source
+
+
+def _organism_or(value: str, file: str) -> str:
+    """`organism` -> the path of `file` of the shipped organism (GENERAL: the text its base model
+    learnt; QA_TRAIN: the QA it was taught); any other value, a path, unchanged."""
+    return str(organism_dir() / file) if value == ORGANISM else value
 
 
 def _settings(stage_cfg: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
