@@ -1,7 +1,9 @@
-"""An ASGI application served for real by uvicorn on 127.0.0.1, in a thread of the test process.
+"""Real servers on 127.0.0.1, in a thread of the test process: an ASGI application under uvicorn,
+or a scripted `http.server` handler (the OpenAI-compatible servers the clients are tested against).
 
     with serve_app(create_app(model, tokenizer)) as url:   # http://127.0.0.1:PORT
         httpx.get(f"{url}/v1/models")
+    class Scripted(LoopbackHTTPServer): ...                  # builds its handler, then super().__init__(Handler)
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 
@@ -37,3 +40,31 @@ def serve_app(app: Any) -> Iterator[str]:
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+class LoopbackHTTPServer:
+    """`handler` served on a free loopback port while in `with`; `url` is its OpenAI-style API root."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()  # returns once serve_forever has stopped
+        self.httpd.server_close()
+        self.thread.join()
+
+
+def send_body(handler: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str = "application/json") -> None:
+    """Write one whole response with its length (keep-alive clients need it to find the end)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

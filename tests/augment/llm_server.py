@@ -17,9 +17,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
+from tests.loopback import LoopbackHTTPServer, send_body
 from wikitune.augment.llm import PromptSet
 from wikitune.text.ja import document_sentences
 
@@ -74,7 +75,7 @@ def chat(content: str | None, reasoning: str | None = None, tokens: int = 10) ->
 
 
 @dataclass
-class ScriptedLLM:
+class ScriptedLLM(LoopbackHTTPServer):
     records: list[dict]
     script: Callable[[Request], Answer]
     bodies: list[dict] = field(default_factory=list)
@@ -105,27 +106,11 @@ class ScriptedLLM:
                 data = json.dumps(answer.body if answer.body is not None else {"error": {"message": "scripted"}},
                                   ensure_ascii=False).encode("utf-8")
                 try:
-                    self.send_response(answer.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    send_body(self, answer.status, data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and left
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> "ScriptedLLM":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        LoopbackHTTPServer.__init__(self, Handler)

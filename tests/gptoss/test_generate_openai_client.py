@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
+from tests.loopback import LoopbackHTTPServer, send_body
 from wikitune.errors import WikituneError
 from wikitune.gptoss.generate import GenerationSettings, OpenAIBackend, ServerError
 
 
-class KeepAliveServer:
+class KeepAliveServer(LoopbackHTTPServer):
     """Answers each chat request with `A:<question>` (or `status` with an OpenAI error body) over
     HTTP/1.1 connections it keeps open; counts the connections it accepts and those that ended."""
 
@@ -49,26 +50,12 @@ class KeepAliveServer:
                     data = json.dumps(reply, ensure_ascii=False).encode("utf-8")
                 else:
                     data = (body if body is not None else json.dumps({"error": {"message": f"scripted {status}"}})).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_body(self, status, data)
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()  # returns once serve_forever has stopped
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def ask(text: str) -> list[dict]:

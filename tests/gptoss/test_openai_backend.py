@@ -5,11 +5,11 @@ naming the URL and what was wrong."""
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.loopback import LoopbackHTTPServer, send_body
 from wikitune.config import load_config
 from wikitune.errors import WikituneError
 from wikitune.evaluate.run import QAEvalConfig, run_eval
@@ -22,7 +22,7 @@ ANALYSIS = "The user asks which class Rebecca Miyamoto teaches. It is 1-C."
 LEAKED = f"<|channel|>analysis<|message|>{ANALYSIS}<|end|><|start|>assistant<|channel|>final<|message|>1年C組<|return|>"
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackHTTPServer):
     """An HTTP server on a loopback port that answers each POST with `script(path, body)`:
     (status, body) where a dict/list body is sent as JSON and a str body as it is (HTML, broken JSON)."""
 
@@ -37,27 +37,12 @@ class ScriptedServer:
                 outer.requests.append((self.path, body))
                 status, reply = outer.script(self.path, body)
                 data = (json.dumps(reply, ensure_ascii=False) if isinstance(reply, (dict, list)) else reply).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json" if isinstance(reply, (dict, list)) else "text/html")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_body(self, status, data, "application/json" if isinstance(reply, (dict, list)) else "text/html")
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        super().__init__(Handler)
 
 
 def chat_reply(message, finish="stop"):

@@ -63,6 +63,8 @@ def test_every_artifact_exists(study):
 
 def test_report_numbers_equal_the_summaries(study):
     md = (study / "report" / "report.md").read_text(encoding="utf-8")
+    findings = md[md.index("## Findings"):md.index("## Results")]
+    assert "rests on one seed (42)" in findings  # a one-seed study says so under its findings
     table = md[md.index("### Scores by run and domain"):].split("\n\n")[1]  # the table, up to its blank line
     header = next(line for line in table.splitlines() if line.startswith("| run |"))
     columns = [c.strip() for c in header.strip("|").split("|")]

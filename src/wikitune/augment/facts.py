@@ -7,15 +7,15 @@ lead-sentence attributes its rules know, values that are short single answers), 
 `qa build` asks exactly what some document states. Each fact (subject, attribute, value) is
 rendered with the templates of `templates/facts.ja.yaml`, a set of its own whose wording shares
 nothing with the question templates: テレビアニメ『星海のアルカディア』 / 監督 / 瀬川透 becomes
-「テレビアニメ『星海のアルカディア』の監督は瀬川透である。」, 「瀬川透はテレビアニメ『星海の
-アルカディア』で監督を務めた。」, 「監督を務めたのは瀬川透で、作品はテレビアニメ『星海の
-アルカディア』。」 ... Physics of LMs 3.1 found that a fact becomes extractable when the training
+「テレビアニメ『星海のアルカディア』の監督は瀬川透である。」, 「テレビアニメ『星海のアルカディア』
+で監督を務めたのは瀬川透だ。」, 「テレビアニメ『星海のアルカディア』——監督：瀬川透。」 ... Every
+template names subject and attribute before the value, the order a question asks in (the file's
+header says why). Physics of LMs 3.1 found that a fact becomes extractable when the training
 data states it in several wordings (multiplicity) and at varying places (permutation), so:
 
 - Round r of K gives every fact the r-th template of its own shuffled template list (a seeded
   shuffle per fact): a fact's K phrasings are all different while K is at most the number of
-  templates of its class (then they repeat, in the same shuffled order). Templates also vary
-  which entity leads the sentence (the work, the person, the attribute).
+  templates of its class (then they repeat, in the same shuffled order).
 - Round r makes one document per article: every fact of the article once, one sentence per line,
   in an order shuffled per (article, round).
 

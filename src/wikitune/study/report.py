@@ -231,6 +231,18 @@ def findings(comparison: dict[str, Any], metric: str = "exact_match") -> list[st
     return said
 
 
+def _seed_caveat(root: Path) -> list[str]:
+    """A study's own report rests on its one seed: say which, and how to test the findings on several."""
+    study = Path(root) / "study.yaml"
+    if not study.is_file():
+        return []
+    import yaml
+
+    seed = (yaml.safe_load(study.read_text(encoding="utf-8")) or {}).get("seed")
+    return [f"Every finding above rests on one seed ({seed}); a list of seeds (`wikitune run seeds=[42,43,44]`) reruns "
+            "the study on each and states only what holds on every one."] if seed is not None else []
+
+
 def _paired_cell(row: dict[str, Any] | None) -> str:
     if row is None:
         return "–"
@@ -418,7 +430,7 @@ def write_report(root: Path, out: Path | None = None) -> Path:
          f"<h1>{html.escape(title)}</h1>"]
     md = [f"# {_md_text(title)}", ""]
     if comparison is not None:
-        sentences = findings(comparison)
+        sentences = findings(comparison) + _seed_caveat(art.root)
         h.append("<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in sentences) + "</ul>")
         md += ["## Findings", ""] + [f"- {_md_text(f)}" for f in sentences] + [""]
     for section, tables in sections.items():
