@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from wikitune import formats
 from wikitune.config import load_config
 from wikitune.corpus.extract import dump_path
 from wikitune.errors import WikituneError
@@ -207,7 +208,7 @@ class StudyConfig:
                 continue
             if not Path(path).is_file():
                 raise WikituneError(f"sft_replay: {path} is not a QA file (a JSONL of QA records, or organism)")
-            load_qa_spec(path)  # a bad record: found now, not after training
+            formats.read_qa_file(path)  # SFT's own reader: a bad record is found now, not after training
         for spec in self.eval_sets:
             if not spec.startswith("qa:"):
                 load_qa_spec(spec)  # a missing file or a bad record: found now, not after training
