@@ -37,7 +37,7 @@ def test_duplicate_ids_and_bad_files_are_errors(demo_qa, tmp_path):
     assert [(s.name, len(s)) for s in sets] == [("test", 2), ("builtin:seed", 5)]
     with pytest.raises(WikituneError, match="does not exist"):
         load_qa_spec(str(tmp_path / "missing.jsonl"))
-    with pytest.raises(WikituneError, match="no built-in QA set"):
+    with pytest.raises(WikituneError, match="no built-in QA set 'nope'; built-in sets: control, seed"):
         load_qa_spec("builtin:nope")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "1", "question": "q"}\n')
@@ -177,3 +177,14 @@ def test_eval_refuses_a_bad_qa_file_in_one_line_before_generating(tmp_path, cont
     assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert words in result.stderr
     assert not (tmp_path / "run").exists()  # refused before the run directory (or a model) was touched
+
+
+def test_builtin_control_without_the_organism_says_how_to_rebuild_it(tmp_path, monkeypatch):
+    from wikitune.qa import builtin
+
+    monkeypatch.setattr(builtin, "organism_dir", lambda: tmp_path)
+    with pytest.raises(WikituneError, match="no organism control set .*`bash scripts/build_organism.sh"):
+        load_qa_spec("builtin:control")
+    (tmp_path / "control.jsonl").write_text(
+        '{"id": "c1", "question": "q?", "answer": "a", "domain": "control"}\n', encoding="utf-8")
+    assert [(i.id, i.domain) for i in load_qa_spec("builtin:control")] == [("c1", "control")]

@@ -1,11 +1,19 @@
-"""The seed report's five questions, as a built-in QA set (`builtin:seed`).
+"""The built-in QA sets, `builtin:NAME`: the seed report's five questions (`seed`) and the demo
+organism's control facts (`control`, read from the package beside its base model).
 
-Three anime questions with the gold answers the report gives, and the two general-knowledge
+The seed set: three anime questions with the gold answers the report gives, and the two general-knowledge
 control questions it asked (long answers: they have no gold string, so only an LLM judge or a
 reader scores them; short-answer scores are absent for them, not zero).
 """
 
 from __future__ import annotations
+
+from typing import Callable
+
+from wikitune import formats
+from wikitune.errors import WikituneError
+from wikitune.formats import QAItem
+from wikitune.gptoss.model import organism_dir
 
 SEED_QUESTIONS: list[dict] = [
     {
@@ -45,6 +53,30 @@ SEED_QUESTIONS: list[dict] = [
     },
 ]
 
-BUILTIN_SETS = {"seed": SEED_QUESTIONS}
-CONTROL_SET = "control"
-"""`builtin:control`: the demo organism's control facts (`wikitune.organism`), read from the package."""
+
+
+def _seed_items() -> list[QAItem]:
+    return [QAItem(split="test", **row) for row in SEED_QUESTIONS]
+
+
+def _organism_control_items() -> list[QAItem]:
+    """The organism's control facts: general-world facts its base model only read (domain control)."""
+    control = organism_dir() / "control.jsonl"
+    if not control.is_file():
+        raise WikituneError(f"builtin:control: the package holds no organism control set at {control}; "
+                            "rebuild it with `bash scripts/build_organism.sh`")
+    return formats.read_qa_file(control)
+
+
+BUILTIN_SETS: dict[str, Callable[[], list[QAItem]]] = {"seed": _seed_items, "control": _organism_control_items}
+
+
+def builtin_items(name: str) -> list[QAItem]:
+    """The questions of `builtin:NAME`.
+
+    Raises:
+        WikituneError: no such set, or the organism's control set missing from the package.
+    """
+    if name not in BUILTIN_SETS:
+        raise WikituneError(f"no built-in QA set {name!r}; built-in sets: {', '.join(sorted(BUILTIN_SETS))}")
+    return BUILTIN_SETS[name]()

@@ -26,8 +26,7 @@ from typing import Callable, Iterable, Iterator
 from wikitune import formats
 from wikitune.errors import WikituneError
 from wikitune.formats import QAItem
-from wikitune.gptoss.model import organism_dir
-from wikitune.qa.builtin import BUILTIN_SETS, CONTROL_SET
+from wikitune.qa.builtin import builtin_items
 
 FORMATS = ("wikitune", "builtin", "jaqket", "jaqket-anime", "jaqket-control", "jsquad", "jcommonsenseqa")
 
@@ -149,17 +148,7 @@ def load_qa_spec(spec: str) -> QASet:
     if fmt and fmt not in FORMATS:  # e.g. a Windows drive letter or a path with a colon
         path_s, fmt = f"{fmt}:{path_s}", None
     if fmt == "builtin":
-        if path_s == CONTROL_SET:  # the organism's control facts, shipped beside its base model
-            control = organism_dir() / "control.jsonl"
-            if not control.is_file():
-                raise WikituneError(f"builtin:{CONTROL_SET}: the package holds no organism control set at {control}; "
-                                    "rebuild it with `bash scripts/build_organism.sh`")
-            items = formats.read_qa_file(control)
-        elif path_s in BUILTIN_SETS:
-            items = [QAItem(split="test", **row) for row in BUILTIN_SETS[path_s]]
-        else:
-            known = ", ".join(sorted([*BUILTIN_SETS, CONTROL_SET]))
-            raise WikituneError(f"no built-in QA set {path_s!r}; built-in sets: {known}")
+        items = builtin_items(path_s)
         name = f"builtin:{path_s}"
     else:
         path = Path(path_s)
