@@ -43,7 +43,8 @@ from wikitune.corpus.extract import DEMO, ExtractConfig, run_extract
 from wikitune.errors import WikituneError
 from wikitune.evaluate.scoring import score_answer
 from wikitune.formats import QAItem
-from wikitune.gptoss.harmony import PromptSettings, parse_completion, render_with_chat_template, training_template
+from wikitune.gptoss.generate import GenerationSettings, HFBackend
+from wikitune.gptoss.harmony import PromptSettings, render_with_chat_template, training_template
 from wikitune.gptoss.model import TinyGptOssConfig, build_tiny_gpt_oss, train_bpe_tokenizer
 from wikitune.organism.world import QA_HELD, QA_TRAINED, WorldConfig, generate_world, write_world
 from wikitune.split import DEFAULT_HELDOUT_FRACTION, split_articles
@@ -128,20 +129,16 @@ def pack(rows: list[tuple[list[int], list[int]]], block_size: int) -> list[tuple
 
 def answer_scores(model: Any, tokenizer: Any, items: list[QAItem], cfg: BaseConfig) -> dict[str, float]:
     """Greedy answers of `model` to `items`, asked as the QA was trained: the share answered in the
-    final channel and the mean exact match (`evaluate.scoring`'s rules, as `wikitune eval` scores)."""
-    import torch
-
+    final channel and the mean exact match, generated and scored by `wikitune eval`'s own parts
+    (its generation backend, harmony parser and `evaluate.scoring`)."""
+    backend = HFBackend(model, tokenizer, GenerationSettings(max_new_tokens=24, batch_size=16))
     settings = PromptSettings(format="chat_template", date=cfg.current_date, developer=cfg.developer_prompt,
                               reasoning_effort=cfg.reasoning_effort)
-    final, right = 0, 0
-    for item in items:
-        prompt = render_with_chat_template(tokenizer, settings, item.question)
-        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        answer = parse_completion(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=False)).final
-        final += answer is not None
-        right += score_answer(answer, item.answer, item.aliases).get("exact_match", 0)
+    answers = [g.final_text() for g in
+               backend.generate([render_with_chat_template(tokenizer, settings, item.question) for item in items])]
+    final = sum(answer is not None for answer in answers)
+    right = sum(score_answer(answer, item.answer, item.aliases).get("exact_match", 0)
+                for answer, item in zip(answers, items))
     return {"n": len(items), "final_channel": round(final / len(items), 4), "exact_match": round(right / len(items), 4)}
 
 
