@@ -146,8 +146,10 @@ def main() -> None:
                 "loop_stopped": sum(o.stop_reason == "loop" for o in outs), "tokens_saved": sum(o.tokens_saved for o in outs),
                 "hit_budget": sum(o.stop_reason == "length" for o in outs),
             }
-        # a stopped completion is a prefix of the unguarded one: the guard only cuts
-        prefix = sum(b.raw.startswith(a.raw) for a, b in zip(loop["on"], loop["off"]))
+        # a stopped completion is a prefix of the unguarded one: the guard only cuts. Compared as
+        # text, so a cut inside a character (a byte-level token ends mid UTF-8 sequence, decoded as
+        # U+FFFD) is set aside: the bytes before it are what must match.
+        prefix = sum(b.raw.startswith(a.raw.rstrip("\ufffd")) for a, b in zip(loop["on"], loop["off"]))
         report["guarded_is_prefix_of_unguarded"] = f"{prefix}/{len(prompts)}"
         same = sum(a.raw == b.raw and a.stop_reason == b.stop_reason for a, b in zip(loop["on"], loop["generate"]))
         report["continuous_equals_generate"] = f"{same}/{len(prompts)}"
