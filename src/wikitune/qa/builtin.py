@@ -1,9 +1,9 @@
 """The built-in QA sets, `builtin:NAME`: the seed report's five questions (`seed`) and the demo
 organism's control facts (`control`, read from the package beside its base model).
 
-The seed set: three anime questions with the gold answers the report gives, and the two general-knowledge
-control questions it asked (long answers: they have no gold string, so only an LLM judge or a
-reader scores them; short-answer scores are absent for them, not zero).
+The seed set: three anime questions with the gold answers the report gives, and the two
+general-knowledge control questions it asked (long answers: they have no gold string, so only an
+LLM judge or a reader scores them; short-answer scores are absent for them, not zero).
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ SEED_QUESTIONS: list[dict] = [
         "domain": "control",
     },
 ]
-
 
 
 def _seed_items() -> list[QAItem]:
